@@ -1,0 +1,1 @@
+"""A server-rendered admin console for managing users."""

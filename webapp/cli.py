@@ -1,0 +1,94 @@
+"""The ``webapp`` command: serve, migrate, seed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from webapp.config import Settings, SettingsError, load_settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers > 1 and args.reload:
+        print("webapp: --reload and --workers cannot be combined", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "webapp.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        reload=args.reload,
+        # Uvicorn stops taking new connections on SIGTERM and lets in-flight requests finish
+        # (up to this long) before the lifespan disposes of the engine.
+        timeout_graceful_shutdown=args.graceful_timeout,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp import migrations
+
+    if args.downgrade:
+        migrations.downgrade(settings.database_url, args.revision)
+        print(f"webapp: database downgraded to {args.revision}")
+    else:
+        migrations.upgrade(settings.database_url, args.revision)
+        print(f"webapp: database migrated to {args.revision}")
+    return 0
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.seed import seed
+
+    if args.count < 0:
+        print("webapp: --count must be 0 or more", file=sys.stderr)
+        return 2
+    added = asyncio.run(seed(settings, args.count, progress=sys.stderr.isatty()))
+    print(f"webapp: added {added:,} users")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webapp", description="The user admin console.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the console over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--revision", default="head")
+    migrate.add_argument(
+        "--downgrade", action="store_true", help="go down to --revision (e.g. base)"
+    )
+    migrate.set_defaults(handler=_migrate)
+
+    seed = commands.add_parser("seed", help="add realistic fake users")
+    seed.add_argument("--count", type=int, default=1000)
+    seed.set_defaults(handler=_seed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"webapp: invalid setting {exc}", file=sys.stderr)
+        return 2
+    handler = args.handler
+    result: int = handler(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Form posts as pydantic models, with errors by field for the templates."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Self, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from webapp.security import BCRYPT_MAX_BYTES
+
+NAME_MAX = 100
+PASSWORD_MIN_CHARS = 8
+SECRET_FIELDS = frozenset({"password", "password_confirm"})
+
+FormT = TypeVar("FormT", bound=BaseModel)
+FieldErrors = dict[str, str]
+
+
+def _has_control_chars(value: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+
+
+def _name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("Required.")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"At most {NAME_MAX} characters (this has {len(value)}).")
+    if _has_control_chars(value):
+        raise ValueError("Must not contain control characters.")
+    return value
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("Required.")
+    if _has_control_chars(value):
+        raise ValueError("Must not contain control characters.")
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _password(value: str) -> str:
+    if not value:
+        raise ValueError("Required.")
+    if len(value) < PASSWORD_MIN_CHARS:
+        raise ValueError(f"At least {PASSWORD_MIN_CHARS} characters.")
+    size = len(value.encode())
+    if size > BCRYPT_MAX_BYTES:
+        raise ValueError(
+            f"At most {BCRYPT_MAX_BYTES} bytes in UTF-8 (this has {size}); "
+            "longer passwords would be cut short by bcrypt, so they are refused."
+        )
+    if "\x00" in value:
+        raise ValueError("Must not contain NUL characters.")
+    return value
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=False, extra="ignore", frozen=True)
+
+
+class UserFields(_Form):
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    is_active: bool = False
+    is_admin: bool = False
+
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _name(value)
+
+    @field_validator("email")
+    @classmethod
+    def _check_email(cls, value: str) -> str:
+        return _email(value)
+
+
+class _NewPassword(_Form):
+    password: str = ""
+    password_confirm: str = ""
+
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, value: str) -> str:
+        return _password(value)
+
+    @model_validator(mode="after")
+    def _passwords_match(self) -> Self:
+        if self.password != self.password_confirm:
+            raise ValueError("password_confirm: The two passwords do not match.")
+        return self
+
+
+class UserCreate(UserFields, _NewPassword):
+    pass
+
+
+class UserUpdate(UserFields):
+    version: int
+
+
+class PasswordSet(_NewPassword):
+    pass
+
+
+def parse_form(model: type[FormT], data: Mapping[str, Any]) -> tuple[FormT | None, FieldErrors]:
+    """Validate a posted form; on failure return one readable message per field."""
+    try:
+        return model.model_validate(dict(data)), {}
+    except ValidationError as exc:
+        return None, errors_by_field(exc)
+
+
+def errors_by_field(exc: ValidationError) -> FieldErrors:
+    errors: FieldErrors = {}
+    for err in exc.errors():
+        message = str(err["msg"]).removeprefix("Value error, ")
+        field = str(err["loc"][0]) if err["loc"] else ""
+        if not field and ": " in message:  # model-level checks name their field first
+            field, message = message.split(": ", 1)
+        errors.setdefault(field or "__all__", message)
+    return errors
+
+
+def form_values(data: Mapping[str, Any]) -> dict[str, str]:
+    """What to put back in the form after an error: what was typed, never a password."""
+    return {k: v for k, v in data.items() if isinstance(v, str) and k not in SECRET_FIELDS}

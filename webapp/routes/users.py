@@ -1,0 +1,268 @@
+"""The user pages: list (search, sort, filter, pages), create, edit, password, activate, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from webapp import crud, htmx
+from webapp.crud import DuplicateEmailError, StaleUserError
+from webapp.deps import HasherDep, SessionDep, SettingsDep
+from webapp.errors import not_found
+from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
+from webapp.listing import UserListQuery
+from webapp.models import User
+from webapp.templating import flash, render
+
+router = APIRouter()
+
+DUPLICATE_EMAIL = "Another user already has this email address."
+
+
+def see_other(request: Request, url: str) -> Response:
+    """After a successful POST: 303 for a browser, a full-page redirect for htmx."""
+    if htmx.is_htmx(request):
+        return htmx.redirect(Response(status_code=204), url)
+    return RedirectResponse(url, status_code=303)
+
+
+def local_path(value: object, default: str) -> str:
+    """``value`` if it is a path on this site, else ``default`` (no open redirects)."""
+    if not isinstance(value, str) or not value.startswith("/") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or value.startswith("//"):
+        return default
+    return value
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "is_active": user.is_active,
+        "is_admin": user.is_admin,
+        "version": user.version,
+    }
+
+
+async def _list_page(
+    request: Request, session: SessionDep, settings: SettingsDep, query: UserListQuery
+) -> Response:
+    page = await crud.list_users(session, query, settings.per_page)
+    params = query.params()
+    next_url = request.url_for("list_users").path + (f"?{urlencode(params)}" if params else "")
+    return render(
+        request,
+        "users/list.html",
+        {"page": page, "query": query, "next_url": next_url},
+        fragment="users/_table.html",
+    )
+
+
+@router.get("/", name="home")
+async def home(request: Request) -> RedirectResponse:
+    return RedirectResponse(request.url_for("list_users"), status_code=303)
+
+
+@router.get("/users", name="list_users")
+async def list_users(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    return await _list_page(request, session, settings, UserListQuery.from_params(request.query_params))
+
+
+@router.get("/users/new", name="new_user")
+async def new_user(request: Request) -> Response:
+    return _create_form(request, {"is_active": True}, {})
+
+
+def _create_form(
+    request: Request, values: dict[str, Any], errors: FieldErrors, status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        "users/new.html",
+        {"values": values, "errors": errors},
+        fragment="users/_create_form.html",
+        status_code=status_code,
+    )
+
+
+@router.post("/users", name="create_user")
+async def create_user(request: Request, session: SessionDep, hasher: HasherDep) -> Response:
+    form = await request.form()
+    data, errors = parse_form(UserCreate, form)
+    if data is None:
+        return _create_form(request, form_values(form), errors, 422)
+    # Hash before touching the database: the connection is not held while bcrypt runs.
+    password_hash = await hasher.hash(data.password)
+    try:
+        user = await crud.create_user(session, data, password_hash)
+    except DuplicateEmailError:
+        return _create_form(request, form_values(form), {"email": DUPLICATE_EMAIL}, 422)
+    flash(request, f"Created {user.full_name} ({user.email}).")
+    return see_other(request, str(request.url_for("list_users")))
+
+
+def _edit_page(
+    request: Request,
+    user: User,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: FieldErrors | None = None,
+    password_errors: FieldErrors | None = None,
+    conflict: User | None = None,
+    fragment: str = "users/_edit_form.html",
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "users/edit.html",
+        {
+            "user": user,
+            "values": values if values is not None else _user_values(user),
+            "errors": errors or {},
+            "password_errors": password_errors or {},
+            "conflict": conflict,
+        },
+        fragment=fragment,
+        status_code=status_code,
+    )
+
+
+@router.get("/users/{user_id}", name="edit_user")
+async def edit_user(request: Request, user_id: int, session: SessionDep) -> Response:
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        return not_found(request, "There is no user with this id; it may have been deleted.")
+    return _edit_page(request, user)
+
+
+@router.post("/users/{user_id}", name="update_user")
+async def update_user(request: Request, user_id: int, session: SessionDep) -> Response:
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        return not_found(request, "This user was deleted, so your changes could not be saved.")
+    form = await request.form()
+    values = form_values(form)
+    data, errors = parse_form(UserUpdate, form)
+    if data is None:
+        return _edit_page(request, user, values=values, errors=errors, status_code=422)
+    try:
+        await crud.update_user(session, user, data, data.version)
+    except DuplicateEmailError:
+        user = await crud.get_user(session, user_id) or user
+        return _edit_page(
+            request, user, values=values, errors={"email": DUPLICATE_EMAIL}, status_code=422
+        )
+    except StaleUserError as stale:
+        if stale.current is None:
+            return not_found(request, "This user was deleted, so your changes could not be saved.")
+        # Keep what was typed, show what is stored now, and arm the form with the current
+        # version: saving again is a deliberate overwrite, never a silent one.
+        values["version"] = str(stale.current.version)
+        return _edit_page(
+            request, stale.current, values=values, conflict=stale.current, status_code=409
+        )
+    flash(request, f"Saved {user.full_name}.")
+    return see_other(request, str(request.url_for("edit_user", user_id=user.id)))
+
+
+@router.post("/users/{user_id}/password", name="set_password")
+async def set_password(
+    request: Request, user_id: int, session: SessionDep, hasher: HasherDep
+) -> Response:
+    form = await request.form()
+    data, errors = parse_form(PasswordSet, form)
+    if data is None:
+        user = await crud.get_user(session, user_id)
+        if user is None:
+            return not_found(request, "There is no user with this id; it may have been deleted.")
+        return _edit_page(
+            request,
+            user,
+            password_errors=errors,
+            fragment="users/_password_form.html",
+            status_code=422,
+        )
+    password_hash = await hasher.hash(data.password)
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        return not_found(request, "There is no user with this id; it may have been deleted.")
+    try:
+        await crud.set_password(session, user, password_hash)
+    except StaleUserError:
+        return _changed_meanwhile(request, str(request.url_for("edit_user", user_id=user_id)))
+    flash(request, f"Set a new password for {user.full_name}.")
+    return see_other(request, str(request.url_for("edit_user", user_id=user.id)))
+
+
+def _changed_meanwhile(request: Request, url: str) -> Response:
+    flash(request, "Someone else changed this user at the same moment; please try again.", "error")
+    return see_other(request, url)
+
+
+def _list_query_of(next_url: str) -> UserListQuery:
+    return UserListQuery.from_params(dict(parse_qsl(urlsplit(next_url).query)))
+
+
+def _next_url(request: Request, form: FormData) -> str:
+    return local_path(form.get("next"), str(request.url_for("list_users").path))
+
+
+@router.post("/users/{user_id}/active", name="set_active")
+async def set_active(request: Request, user_id: int, session: SessionDep) -> Response:
+    form = await request.form()
+    next_url = _next_url(request, form)
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        return not_found(request, "There is no user with this id; it may have been deleted.")
+    active = form.get("active") == "yes"
+    try:
+        await crud.set_active(session, user, active)
+    except StaleUserError:
+        return _changed_meanwhile(request, next_url)
+    flash(request, f"{'Activated' if active else 'Deactivated'} {user.full_name}.")
+    if htmx.wants_fragment(request):
+        return render(
+            request,
+            "users/_row.html",
+            {"user": user, "next_url": next_url},
+            fragment="users/_row.html",
+        )
+    return see_other(request, next_url)
+
+
+@router.get("/users/{user_id}/delete", name="confirm_delete")
+async def confirm_delete(request: Request, user_id: int, session: SessionDep) -> Response:
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        return not_found(request, "There is no user with this id; it may have been deleted.")
+    next_url = local_path(request.query_params.get("next"), str(request.url_for("list_users").path))
+    return render(request, "users/delete.html", {"user": user, "next_url": next_url})
+
+
+@router.post("/users/{user_id}/delete", name="delete_user")
+async def delete_user(
+    request: Request, user_id: int, session: SessionDep, settings: SettingsDep
+) -> Response:
+    form = await request.form()
+    next_url = _next_url(request, form)
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        flash(request, "That user was already deleted.", "info")
+    else:
+        name = user.full_name
+        try:
+            await crud.delete_user(session, user)
+            flash(request, f"Deleted {name}.")
+        except StaleUserError:
+            flash(request, "That user was already deleted.", "info")
+    if htmx.wants_fragment(request):
+        # Refresh the whole table: the count and the page's rows both changed.
+        return await _list_page(request, session, settings, _list_query_of(next_url))
+    return see_other(request, next_url)

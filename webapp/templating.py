@@ -1,0 +1,78 @@
+"""Jinja2 set-up, flash messages, and the one ``render`` every route uses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi.templating import Jinja2Templates
+from starlette.requests import Request
+from starlette.responses import Response
+
+from webapp import htmx
+from webapp.resources import resource_dir
+
+FlashLevel = Literal["success", "info", "warning", "error"]
+_FLASH_KEY = "_flashes"
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(resource_dir("templates")))
+    templates.env.filters["datetime"] = format_datetime
+    templates.env.globals["htmx_version"] = "2.0.11"
+    return templates
+
+
+def format_datetime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:  # SQLite hands back naive values; they were stored in UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def flash(request: Request, text: str, level: FlashLevel = "success") -> None:
+    request.session.setdefault(_FLASH_KEY, []).append({"level": level, "text": text})
+
+
+def _pop_flashes(request: Request) -> list[dict[str, str]]:
+    if "session" not in request.scope:
+        return []
+    flashes: list[dict[str, str]] = request.session.pop(_FLASH_KEY, [])
+    return flashes
+
+
+def render(
+    request: Request,
+    page: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    fragment: str | None = None,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Render ``page``, or only ``fragment`` when htmx asks to swap a part of it.
+
+    A page ``include``s its fragments, so the same markup serves both answers. Flash
+    messages ride along: in the page's flash region, or out of band beside a fragment.
+    """
+    as_fragment = fragment is not None and htmx.wants_fragment(request)
+    ctx = {
+        "flashes": _pop_flashes(request),
+        "as_fragment": as_fragment,
+        # Each fragment adds the flash region out of band when it is the one rendered.
+        "fragment": fragment if as_fragment else None,
+        **(context or {}),
+    }
+    templates: Jinja2Templates = request.app.state.templates
+    response = templates.TemplateResponse(
+        request,
+        fragment if as_fragment and fragment else page,
+        ctx,
+        status_code=status_code,
+        headers=dict(headers or {}),
+    )
+    if fragment is not None:
+        htmx.vary(response)
+    return response
