@@ -1,0 +1,128 @@
+"""Fixtures: one migrated test database per run, a fresh app per test, real connections only.
+
+The database is named by ``TEST_DATABASE_URL`` (PostgreSQL in CI); without it, a SQLite file
+in a temporary folder. Every test runs the real app, with its real pool and session
+dependency, and starts from an empty ``users`` table.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+
+from webapp import migrations
+from webapp.config import Settings, normalise_database_url
+from webapp.main import create_app
+
+from tests.factories import make_settings
+
+
+def sync_url(async_url: str) -> str:
+    """The same database through a synchronous driver, for the tests' own look-ups."""
+    return async_url.replace("sqlite+aiosqlite://", "sqlite://")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    raw = os.environ.get("TEST_DATABASE_URL")
+    if raw:
+        url = normalise_database_url(raw)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture
+def requires_postgres(is_postgres: bool) -> None:
+    if not is_postgres:
+        pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)")
+
+
+@pytest.fixture(scope="session")
+def db(database_url: str) -> Iterator[Engine]:
+    """A synchronous engine on the test database, for arranging and checking rows."""
+    engine = create_engine(sync_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(db: Engine) -> Iterator[None]:
+    yield
+    with db.begin() as conn:
+        conn.execute(text("DELETE FROM users"))
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    # The context manager runs the lifespan: the engine is built and disposed as in production.
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """The app in a real uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
