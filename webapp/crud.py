@@ -96,6 +96,7 @@ async def _flush(session: AsyncSession, user: User) -> None:
     After a refusal the transaction is rolled back, so the session stays usable for the
     page that explains what went wrong.
     """
+    user_id = user.id  # read now: after a failed flush, touching the object needs a rollback
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -104,7 +105,6 @@ async def _flush(session: AsyncSession, user: User) -> None:
             raise DuplicateEmailError from None
         raise
     except StaleDataError:
-        user_id = user.id
         await session.rollback()
         raise StaleUserError(await session.get(User, user_id, populate_existing=True)) from None
 

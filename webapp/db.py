@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,12 @@ from starlette.requests import Request
 from webapp.config import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# How the next SQLite transaction begins. A request that may write takes the write lock up
+# front (BEGIN IMMEDIATE): a transaction that reads first and writes later could otherwise be
+# refused at its first write ("database is locked") when another writer got in between.
+_sqlite_begin: ContextVar[str] = ContextVar("sqlite_begin", default="BEGIN")
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -35,16 +42,23 @@ def make_engine(settings: Settings) -> AsyncEngine:
     )
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is switched off; _sqlite_on_begin says when and how.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside a writer; the busy timeout makes writers queue, not fail.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    conn.exec_driver_sql(_sqlite_begin.get())
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -59,13 +73,17 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     back when the ``async with`` block closes it, whatever happened in the route.
     """
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with factory() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
+    begin = _sqlite_begin.set("BEGIN" if request.method in SAFE_METHODS else "BEGIN IMMEDIATE")
+    try:
+        async with factory() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+    finally:
+        _sqlite_begin.reset(begin)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,138 @@
+"""The session dependency: commit on success, roll back on error, always release, one connection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.factories import fetch_user, insert_user, user_form
+from webapp.deps import SessionDep
+from webapp.models import User
+
+
+def _new_user(email: str) -> User:
+    return User(first_name="Tx", last_name="Test", email=email, password_hash="x")
+
+
+def _count(db: Engine, email: str) -> int:
+    with db.connect() as conn:
+        stmt = select(func.count()).select_from(User).where(User.email == email)
+        return int(conn.execute(stmt).scalar_one())
+
+
+@pytest.fixture
+def failing_app(app: FastAPI) -> FastAPI:
+    """The real app plus routes that write and then fail, through the real session dependency."""
+
+    async def crash(session: SessionDep) -> None:
+        session.add(_new_user("crash@example.com"))
+        await session.flush()  # the INSERT has reached the database
+        raise RuntimeError("internal detail that must not reach the page")
+
+    async def refuse(session: SessionDep) -> None:
+        session.add(_new_user("refuse@example.com"))
+        await session.flush()
+        raise HTTPException(status_code=409, detail="refused on purpose")
+
+    async def succeed(session: SessionDep) -> dict[str, bool]:
+        session.add(_new_user("ok@example.com"))
+        return {"ok": True}
+
+    app.add_api_route("/test/crash", crash, methods=["POST"])
+    app.add_api_route("/test/refuse", refuse, methods=["POST"])
+    app.add_api_route("/test/succeed", succeed, methods=["POST"])
+    return app
+
+
+@pytest.fixture
+def failing_client(failing_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(failing_app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _checked_out(app: FastAPI) -> int:
+    engine: AsyncEngine = app.state.engine
+    return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_success_commits_before_the_response(failing_client: TestClient, db: Engine) -> None:
+    response = failing_client.post("/test/succeed")
+    assert response.status_code == 200
+    # The response has arrived, so the commit already happened (scope="function").
+    assert _count(db, "ok@example.com") == 1
+
+
+def test_unexpected_error_rolls_back_and_releases(
+    failing_client: TestClient, failing_app: FastAPI, db: Engine
+) -> None:
+    settings = failing_app.state.settings
+    # More failing requests than the pool holds: a leak would exhaust it and time out.
+    for _ in range(settings.pool_size + settings.max_overflow + 3):
+        response = failing_client.post("/test/crash")
+        assert response.status_code == 500
+        assert "internal detail" not in response.text
+        assert "Something went wrong on our side" in response.text
+    assert _count(db, "crash@example.com") == 0
+    assert _checked_out(failing_app) == 0
+
+
+def test_http_error_rolls_back_and_releases(
+    failing_client: TestClient, failing_app: FastAPI, db: Engine
+) -> None:
+    for _ in range(8):
+        assert failing_client.post("/test/refuse").status_code == 409
+    assert _count(db, "refuse@example.com") == 0
+    assert _checked_out(failing_app) == 0
+    # The pool still serves ordinary pages afterwards.
+    assert failing_client.get("/users").status_code == 200
+
+
+def test_invalid_form_and_duplicate_leave_nothing_checked_out(
+    client: TestClient, app: FastAPI, db: Engine
+) -> None:
+    insert_user(db, email="taken@example.com")
+    for _ in range(6):
+        assert client.post("/users", data=user_form(email="TAKEN@example.com")).status_code == 422
+        assert client.post("/users", data=user_form(email="bad")).status_code == 422
+    assert _checked_out(app) == 0
+
+
+def test_one_connection_per_request(client: TestClient, app: FastAPI, db: Engine) -> None:
+    """A request that reads and writes through several queries uses one pooled connection."""
+    user_id = insert_user(db, first_name="Before")
+    checkouts: list[object] = []
+    pool = app.state.engine.sync_engine.pool
+    listener = lambda dbapi_conn, record, proxy: checkouts.append(record)  # noqa: E731
+    event.listen(pool, "checkout", listener)
+    try:
+        form = user_form(first_name="After", version="1")
+        del form["password"], form["password_confirm"]
+        response = client.post(f"/users/{user_id}", data=form)
+        assert response.status_code == 303
+        assert len(checkouts) == 1
+        checkouts.clear()
+        assert client.get("/users").status_code == 200  # count query + page query
+        assert len(checkouts) == 1
+    finally:
+        event.remove(pool, "checkout", listener)
+    assert fetch_user(db, user_id).first_name == "After"
+
+
+def test_shutdown_closes_every_connection(
+    app: FastAPI, db: Engine, requires_postgres: None
+) -> None:
+    application_name = f"webapp:{os.getpid()}"
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+    with TestClient(app) as client:
+        for _ in range(5):
+            assert client.get("/users").status_code == 200
+        with db.connect() as conn:
+            assert conn.execute(query, {"name": application_name}).scalar_one() >= 1
+    with db.connect() as conn:
+        assert conn.execute(query, {"name": application_name}).scalar_one() == 0
