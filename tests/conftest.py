@@ -20,16 +20,35 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
+from tests.factories import make_settings
 from webapp import migrations
 from webapp.config import Settings, normalise_database_url
 from webapp.main import create_app
-
-from tests.factories import make_settings
 
 
 def sync_url(async_url: str) -> str:
     """The same database through a synchronous driver, for the tests' own look-ups."""
     return async_url.replace("sqlite+aiosqlite://", "sqlite://")
+
+
+POSTGRES_ONLY = "needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)"
+
+
+def _testing_postgres() -> bool:
+    return os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need PostgreSQL carry the ``postgres`` marker (or use ``requires_postgres``).
+
+    They are skipped, with the reason, when the suite runs on SQLite; CI's SQLite pass
+    deselects them with ``-m "not postgres"``, having run them in its PostgreSQL pass.
+    """
+    for item in items:
+        if "requires_postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if not _testing_postgres() and item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.skip(reason=POSTGRES_ONLY))
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +70,7 @@ def is_postgres(database_url: str) -> bool:
 @pytest.fixture
 def requires_postgres(is_postgres: bool) -> None:
     if not is_postgres:
-        pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)")
+        pytest.skip(POSTGRES_ONLY)
 
 
 @pytest.fixture(scope="session")

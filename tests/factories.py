@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from html import unescape
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from httpx2 import Response
 from passlib.context import CryptContext
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, create_engine, func, insert, make_url, select, text
+from sqlalchemy.pool import NullPool
 
 from webapp.config import Settings
 from webapp.models import User
@@ -74,3 +86,108 @@ def fetch_users_by_email(db: Engine, email: str) -> list[Any]:
     with db.connect() as conn:
         stmt = select(User.__table__).where(func.lower(User.email) == email.lower())
         return list(conn.execute(stmt).all())
+
+
+# --- Reading rendered pages -------------------------------------------------------------
+# Small, strict look-ups in the HTML the templates produce (see templates/_macros.html).
+
+
+def template_name(response: Response) -> str:
+    """Which template rendered ``response`` (Starlette's TestClient records it)."""
+    name: str = response.template.name  # type: ignore[attr-defined]
+    return name
+
+
+def field_error(html: str, field: str) -> str | None:
+    """The text of the ``field-error`` paragraph beside ``field``, or None if there is none."""
+    pattern = rf'<p class="field-error" id="{re.escape(field)}-error">(.*?)</p>'
+    match = re.search(pattern, html, re.S)
+    return unescape(match.group(1)) if match else None
+
+
+def input_tag(html: str, name: str) -> str | None:
+    """The first ``<input>`` tag named ``name``."""
+    match = re.search(rf'<input\b[^>]*\bname="{re.escape(name)}"[^>]*>', html)
+    return match.group(0) if match else None
+
+
+def input_value(html: str, name: str) -> str | None:
+    """The (unescaped) ``value`` of the first ``<input>`` named ``name``."""
+    tag = input_tag(html, name)
+    match = re.search(r'\bvalue="([^"]*)"', tag) if tag else None
+    return unescape(match.group(1)) if match else None
+
+
+def is_checked(html: str, name: str) -> bool:
+    tag = input_tag(html, name)
+    assert tag is not None, f"no input named {name!r}"
+    return re.search(r"\bchecked\b", tag) is not None
+
+
+def flash_texts(html: str) -> list[str]:
+    """The flash messages on a page or beside a fragment."""
+    return [unescape(t) for t in re.findall(r'<p class="flash flash-\w+"[^>]*>(.*?)</p>', html)]
+
+
+def path_of(url: str) -> str:
+    """``/users?q=x`` from ``http://testserver/users?q=x`` (redirects may be absolute)."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def verifies(password: str, password_hash: str) -> bool:
+    return bool(_verifier.verify(password, password_hash))
+
+
+_verifier = CryptContext(schemes=["bcrypt"])
+
+
+def sync_engine(async_url: str) -> Engine:
+    """A synchronous engine on the database an app URL names (psycopg 3 serves both)."""
+    url = make_url(async_url)
+    if url.drivername == "sqlite+aiosqlite":
+        url = url.set(drivername="sqlite")
+    return create_engine(url, poolclass=NullPool)
+
+
+@contextmanager
+def fresh_database(db: Engine, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database of the test database's kind; yields its app (async) URL.
+
+    SQLite: a new file in ``tmp_path``. PostgreSQL: a throw-away database on the same
+    server, dropped (connections and all) on the way out.
+    """
+    if db.dialect.name == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"webapp_mig_{secrets.token_hex(6)}"
+    admin = create_engine(db.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield db.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_webapp(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``webapp <args>`` in a child process, as a shell would, not attached to a TTY.
+
+    The child sees no ``WEBAPP_*`` variable from this process, only those in ``env``.
+    """
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
+    child_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "webapp.cli", *args],
+        cwd=cwd,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

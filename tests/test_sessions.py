@@ -136,3 +136,18 @@ def test_shutdown_closes_every_connection(
             assert conn.execute(query, {"name": application_name}).scalar_one() >= 1
     with db.connect() as conn:
         assert conn.execute(query, {"name": application_name}).scalar_one() == 0
+
+
+@pytest.mark.postgres
+async def test_pgbouncer_setting_turns_off_prepared_statements(database_url: str) -> None:
+    from tests.factories import make_settings
+    from webapp.db import make_engine
+
+    for pgbouncer, expected in ((False, 5), (True, None)):
+        engine = make_engine(make_settings(database_url, pgbouncer=pgbouncer))
+        try:
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                assert raw.driver_connection.prepare_threshold == expected  # type: ignore[union-attr]
+        finally:
+            await engine.dispose()

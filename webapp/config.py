@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(default=5.0, gt=0, le=300)
     pool_recycle: int = Field(default=1800, ge=-1)
     pool_pre_ping: bool = True
+    # Behind PgBouncer in transaction mode a server connection changes between transactions,
+    # so psycopg's server-side prepared statements must be off.
+    pgbouncer: bool = False
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     hash_concurrency: int = Field(default=2, ge=1, le=64)
     secret_key: SecretStr | None = None

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import QueuePool
 from starlette.requests import Request
 
@@ -31,6 +36,8 @@ def make_engine(settings: Settings) -> AsyncEngine:
     if not settings.is_sqlite:
         # Lets pg_stat_activity tell this worker's connections from every other's.
         connect_args["application_name"] = f"webapp:{os.getpid()}"
+        if settings.pgbouncer:
+            connect_args["prepare_threshold"] = None
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.pool_size,

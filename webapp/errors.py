@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -28,14 +29,14 @@ def error_response(
     status_code: int,
     message: str,
     *,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     title = HTTPStatus(status_code).phrase
     if wants_json(request):
         return JSONResponse(
             {"status": status_code, "title": title, "detail": message},
             status_code=status_code,
-            headers=headers,
+            headers=dict(headers or {}),
         )
     return render(
         request,

@@ -38,7 +38,7 @@ class UserListQuery:
         q = " ".join(params.get("q", "").replace("\x00", "").split())[:SEARCH_MAX]
         return cls(
             q=q,
-            sort=sort if sort in SORT_KEYS else DEFAULT_SORT,  # type: ignore[arg-type]
+            sort=sort if sort in SORT_KEYS else DEFAULT_SORT,
             active=_flag(params.get("active")),
             admin=_flag(params.get("admin")),
             page=page,

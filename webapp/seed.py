@@ -35,7 +35,9 @@ DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "corp.ex
 SPAN = timedelta(days=3 * 365)
 
 
-def fake_users(start: int, count: int, password_hash: str, rng: random.Random) -> Iterator[dict[str, Any]]:
+def fake_users(
+    start: int, count: int, password_hash: str, rng: random.Random
+) -> Iterator[dict[str, Any]]:
     now = datetime.now(UTC)
     for n in range(start, start + count):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
@@ -75,7 +77,7 @@ async def seed(settings: Settings, count: int, *, progress: bool = False) -> int
         while done < count:
             batch = [next(rows) for _ in range(min(BATCH, count - done))]
             async with engine.begin() as conn:
-                await conn.execute(insert(User.__table__), batch)
+                await conn.execute(insert(User), batch)
             done += len(batch)
             if progress:
                 _progress(done, count)

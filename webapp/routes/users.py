@@ -72,7 +72,8 @@ async def home(request: Request) -> RedirectResponse:
 
 @router.get("/users", name="list_users")
 async def list_users(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    return await _list_page(request, session, settings, UserListQuery.from_params(request.query_params))
+    query = UserListQuery.from_params(request.query_params)
+    return await _list_page(request, session, settings, query)
 
 
 @router.get("/users/new", name="new_user")
