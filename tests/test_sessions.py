@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import fetch_user, insert_user, user_form
+from tests.conftest import LiveServer
+from tests.factories import fetch_user, insert_user, make_settings, user_form
+from webapp.db import make_engine
 from webapp.deps import SessionDep
+from webapp.main import create_app
 from webapp.models import User
 
 
@@ -140,9 +146,6 @@ def test_shutdown_closes_every_connection(
 
 @pytest.mark.postgres
 async def test_pgbouncer_setting_turns_off_prepared_statements(database_url: str) -> None:
-    from tests.factories import make_settings
-    from webapp.db import make_engine
-
     for pgbouncer, expected in ((False, 5), (True, None)):
         engine = make_engine(make_settings(database_url, pgbouncer=pgbouncer))
         try:
@@ -151,3 +154,41 @@ async def test_pgbouncer_setting_turns_off_prepared_statements(database_url: str
                 assert raw.driver_connection.prepare_threshold == expected  # type: ignore[union-attr]
         finally:
             await engine.dispose()
+
+
+def test_exhausted_pool_answers_503_within_the_timeout(database_url: str, db: Engine) -> None:
+    """Size 1, no overflow: while one request holds the connection, the next fails fast."""
+    app = create_app(make_settings(database_url, pool_size=1, max_overflow=0, pool_timeout=0.5))
+
+    async def hold(session: SessionDep) -> dict[str, bool]:
+        await session.execute(text("SELECT 1"))
+        await asyncio.sleep(2)
+        return {"held": True}
+
+    app.add_api_route("/test/hold", hold)
+
+    async def scenario(base: str) -> tuple[httpx2.Response, httpx2.Response, float]:
+        async with httpx2.AsyncClient(base_url=base, timeout=10) as http:
+            holder = asyncio.create_task(http.get("/test/hold"))
+            await asyncio.sleep(0.3)
+            started = time.perf_counter()
+            starved = await http.get("/users", headers={"Accept": "application/json"})
+            waited = time.perf_counter() - started
+            return await holder, starved, waited
+
+    with LiveServer(app) as server:
+        held, starved, waited = asyncio.run(scenario(server.url))
+        assert held.status_code == 200
+        assert starved.status_code == 503
+        assert starved.headers["retry-after"].isdigit()
+        assert starved.json()["status"] == 503
+        assert 0.4 < waited < 1.5
+        assert app.state.engine.sync_engine.pool.checkedout() == 0
+
+
+def test_htmx_error_is_a_notice_in_the_flash_region(client: TestClient) -> None:
+    response = client.get("/users/999999", headers={"HX-Request": "true"})
+    assert response.status_code == 404
+    assert response.template.name == "_error_notice.html"  # type: ignore[attr-defined]
+    assert response.headers["HX-Retarget"] == "#flashes"
+    assert response.text.lstrip().startswith('<div id="flashes"')

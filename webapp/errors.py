@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
+from webapp import htmx
 from webapp.templating import render
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def error_response(
             status_code=status_code,
             headers=dict(headers or {}),
         )
-    return render(
+    response = render(
         request,
         "error.html",
         {"status_code": status_code, "title": title, "message": message},
@@ -46,6 +47,10 @@ def error_response(
         status_code=status_code,
         headers=headers,
     )
+    if htmx.wants_fragment(request):
+        # A notice in the flash region; the part of the page that asked stays as it was.
+        htmx.retarget(response, "#flashes")
+    return response
 
 
 def not_found(request: Request, message: str = "There is nothing at this address.") -> Response:

@@ -25,6 +25,13 @@ def redirect(response: Response, url: str) -> Response:
     return response
 
 
+def retarget(response: Response, target: str, swap: str = "outerHTML") -> Response:
+    """Swap this answer into ``target`` instead of the element that asked for it."""
+    response.headers["HX-Retarget"] = target
+    response.headers["HX-Reswap"] = swap
+    return response
+
+
 def vary(response: Response) -> Response:
     # One URL answers with a page or a fragment; caches must keep them apart.
     response.headers["Vary"] = "HX-Request"
