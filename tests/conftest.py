@@ -24,6 +24,7 @@ from tests.factories import make_settings
 from webapp import migrations
 from webapp.config import Settings, normalise_database_url
 from webapp.main import create_app
+from webapp.models import Base
 
 
 def sync_url(async_url: str) -> str:
@@ -56,10 +57,21 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     raw = os.environ.get("TEST_DATABASE_URL")
     if raw:
         url = normalise_database_url(raw)
+        _drop_schema(url)  # a run starts from the migrations, whatever an earlier run left
     else:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     migrations.upgrade(url)
     return url
+
+
+def _drop_schema(url: str) -> None:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

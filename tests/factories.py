@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 from httpx2 import Response
 from passlib.context import CryptContext
-from sqlalchemy import Engine, create_engine, func, insert, make_url, select, text
+from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from webapp.config import Settings
-from webapp.models import User
+from webapp.models import User, email_key
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-the-check"
 HTMX = {"HX-Request": "true"}
@@ -72,6 +72,7 @@ def insert_user(db: Engine, **fields: Any) -> int:
         "version": 1,
     }
     row.update(fields)
+    row.setdefault("email_key", email_key(row["email"]))
     with db.begin() as conn:
         user_id: int = conn.execute(insert(User).values(**row).returning(User.id)).scalar_one()
     return user_id
@@ -84,7 +85,7 @@ def fetch_user(db: Engine, user_id: int) -> Any:
 
 def fetch_users_by_email(db: Engine, email: str) -> list[Any]:
     with db.connect() as conn:
-        stmt = select(User.__table__).where(func.lower(User.email) == email.lower())
+        stmt = select(User.__table__).where(User.email_key == email_key(email))
         return list(conn.execute(stmt).all())
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from webapp.config import Settings, SettingsError, load_settings, normalise_database_url
-
 from tests.factories import TEST_SECRET, run_webapp
+from webapp.config import Settings, SettingsError, load_settings, normalise_database_url
 
 
 @pytest.fixture
@@ -70,7 +69,9 @@ def test_defaults(clean_env: Path) -> None:
     assert settings.secret_key is None
 
 
-def test_values_come_from_webapp_variables(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_values_come_from_webapp_variables(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEBAPP_POOL_SIZE", "17")
     monkeypatch.setenv("WEBAPP_MAX_OVERFLOW", "0")
     monkeypatch.setenv("WEBAPP_POOL_TIMEOUT", "0.5")

@@ -16,6 +16,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1 and args.reload:
         print("webapp: --reload and --workers cannot be combined", file=sys.stderr)
         return 2
+    settings.session_secret()  # make the development key now, before workers race for it
     uvicorn.run(
         "webapp.main:create_app",
         factory=True,
@@ -85,8 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"webapp: invalid setting {exc}", file=sys.stderr)
         return 2
-    handler = args.handler
-    result: int = handler(args, settings)
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        result: int = args.handler(args, settings)
+    except DBAPIError as exc:
+        # One line, by kind only: driver messages can carry host and user names.
+        kind = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+        print(
+            f"webapp: database error ({kind}): is the database reachable, "
+            'and has "webapp migrate" run?',
+            file=sys.stderr,
+        )
+        return 1
     return result
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -67,17 +69,31 @@ class Settings(BaseSettings):
         """The cookie-signing key; in development one is made once and kept in a local file."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        if DEV_SECRET_FILE.exists():
-            return DEV_SECRET_FILE.read_text().strip()
         key = secrets.token_urlsafe(48)
-        DEV_SECRET_FILE.write_text(key + "\n")
-        DEV_SECRET_FILE.chmod(0o600)
+        try:
+            # O_EXCL: of several workers starting together, exactly one writes the key, and
+            # the file is private from the moment it exists.
+            fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _read_secret_file()
+        with os.fdopen(fd, "w") as file:
+            file.write(key + "\n")
         log.warning(
             "WEBAPP_SECRET_KEY is not set: generated a development key in %s. "
             "Set WEBAPP_SECRET_KEY in production.",
             DEV_SECRET_FILE,
         )
         return key
+
+
+def _read_secret_file() -> str:
+    # Another process may have created the file a moment ago and not written it yet.
+    for _ in range(50):
+        key = DEV_SECRET_FILE.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)
+    raise SettingsError(f"WEBAPP_SECRET_KEY: {DEV_SECRET_FILE} is empty; delete it or set the key")
 
 
 def normalise_database_url(url: str) -> str:

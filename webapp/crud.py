@@ -11,10 +11,11 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.forms import UserCreate, UserFields
 from webapp.listing import UserListQuery
-from webapp.models import User
+from webapp.models import User, email_key
 from webapp.pagination import Page
 
-EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
+# PostgreSQL names the index (uq_users_email_key), SQLite the column (users.email_key).
+EMAIL_UNIQUE_MARK = "email_key"
 
 
 class DuplicateEmailError(Exception):
@@ -32,8 +33,8 @@ class StaleUserError(Exception):
 _SORTS: dict[str, tuple[Any, ...]] = {
     "name": (User.last_name, User.first_name, User.id),
     "-name": (User.last_name.desc(), User.first_name.desc(), User.id.desc()),
-    "email": (func.lower(User.email),),
-    "-email": (func.lower(User.email).desc(),),
+    "email": (User.email_key,),
+    "-email": (User.email_key.desc(),),
     "created": (User.created_at, User.id),
     "-created": (User.created_at.desc(), User.id.desc()),
 }
@@ -82,7 +83,7 @@ async def get_user(session: AsyncSession, user_id: int) -> User | None:
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
-    stmt = select(User).where(func.lower(User.email) == email.lower())
+    stmt = select(User).where(User.email_key == email_key(email))
     return (await session.scalars(stmt)).one_or_none()
 
 
@@ -101,7 +102,7 @@ async def _flush(session: AsyncSession, user: User) -> None:
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
-        if EMAIL_UNIQUE_INDEX in str(exc.orig):
+        if EMAIL_UNIQUE_MARK in str(exc.orig):
             raise DuplicateEmailError from None
         raise
     except StaleDataError:

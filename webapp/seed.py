@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 
 from webapp.config import Settings
 from webapp.db import make_engine
-from webapp.models import User
+from webapp.models import User, email_key
 
 BATCH = 5000
 
@@ -42,11 +42,13 @@ def fake_users(
     for n in range(start, start + count):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         created = now - SPAN * rng.random()
+        # The running number keeps every address unique, also across repeated seeds.
+        email = f"{first.lower()}.{last.lower()}.{n}@{rng.choice(DOMAINS)}"
         yield {
             "first_name": first,
             "last_name": last,
-            # The running number keeps every address unique, also across repeated seeds.
-            "email": f"{first.lower()}.{last.lower()}.{n}@{rng.choice(DOMAINS)}",
+            "email": email,
+            "email_key": email_key(email),
             "password_hash": password_hash,
             "is_active": rng.random() > 0.1,
             "is_admin": rng.random() < 0.02,

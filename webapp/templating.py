@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,9 +21,18 @@ _FLASH_KEY = "_flashes"
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(resource_dir("templates")))
+    templates.env.globals["url_for"] = url_for
     templates.env.filters["datetime"] = format_datetime
     templates.env.globals["htmx_version"] = "2.0.11"
     return templates
+
+
+@pass_context
+def url_for(context: Mapping[str, Any], name: str, /, **path_params: Any) -> URL:
+    """A site-relative URL: right behind any proxy, whatever Host header reached us."""
+    request: Request = context["request"]
+    path = request.app.url_path_for(name, **path_params)
+    return URL(request.scope.get("root_path", "") + str(path))
 
 
 def format_datetime(value: datetime | None) -> str:

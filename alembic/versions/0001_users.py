@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("first_name", sa.String(100), nullable=False),
         sa.Column("last_name", sa.String(100), nullable=False),
         sa.Column("email", sa.String(254), nullable=False),
+        sa.Column("email_key", sa.String(254), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("is_active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("is_admin", sa.Boolean(), server_default=sa.false(), nullable=False),
@@ -38,7 +39,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
     )
     # Unique whatever the letter case: the database, not the application, has the last word.
-    op.create_index("uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True)
+    # email_key is the address lowered in Python: SQLite's lower() folds A-Z only.
+    op.create_index("uq_users_email_key", "users", ["email_key"], unique=True)
     op.create_index("ix_users_name", "users", ["last_name", "first_name", "id"])
     op.create_index("ix_users_created_at", "users", ["created_at", "id"])
 
@@ -46,5 +48,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_users_created_at", table_name="users")
     op.drop_index("ix_users_name", table_name="users")
-    op.drop_index("uq_users_email_lower", table_name="users")
+    op.drop_index("uq_users_email_key", table_name="users")
     op.drop_table("users")

@@ -261,8 +261,16 @@ async def delete_user(
         try:
             await crud.delete_user(session, user)
             flash(request, f"Deleted {name}.")
-        except StaleUserError:
-            flash(request, "That user was already deleted.", "info")
+        except StaleUserError as stale:
+            if stale.current is None:
+                flash(request, "That user was already deleted.", "info")
+            else:
+                flash(
+                    request,
+                    f"{stale.current.full_name} was changed by someone else at the same moment, "
+                    "so it was not deleted. Check the user and try again.",
+                    "error",
+                )
     if htmx.wants_fragment(request):
         # Refresh the whole table: the count and the page's rows both changed.
         return await _list_page(request, session, settings, _list_query_of(next_url))

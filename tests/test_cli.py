@@ -1,0 +1,115 @@
+"""The ``webapp`` command, run as a user runs it: a child process, exit codes, its output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import Engine, func, make_url, select
+
+from tests.factories import fresh_database, run_webapp, sync_engine
+from webapp.models import User
+
+FAST_HASH = {"WEBAPP_BCRYPT_ROUNDS": "4"}
+
+
+def user_summary(engine: Engine) -> tuple[int, int, int]:
+    """Rows, distinct emails (whatever the case), and rows with a blank name."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(User)).scalar_one()
+        emails = conn.execute(
+            select(func.count(func.distinct(func.lower(User.email))))
+        ).scalar_one()
+        blank = conn.execute(
+            select(func.count()).where(
+                (func.trim(User.first_name) == "") | (func.trim(User.last_name) == "")
+            )
+        ).scalar_one()
+    return rows, emails, blank
+
+
+def migrate_and_seed_twice(tmp_path: Path, env: dict[str, str], engine: Engine) -> None:
+    migrated = run_webapp("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.strip() == "webapp: database migrated to head"
+    assert migrated.stderr == ""
+
+    for total in (250, 500):
+        seeded = run_webapp("seed", "--count", "250", cwd=tmp_path, env=env)
+        assert seeded.returncode == 0, seeded.stderr
+        assert seeded.stdout.strip() == "webapp: added 250 users"
+        # Not a terminal: no progress bar, no carriage returns, nothing at all.
+        assert seeded.stderr == ""
+        assert user_summary(engine) == (total, total, 0)
+
+
+def test_migrate_then_seed_a_new_sqlite_file(tmp_path: Path) -> None:
+    db_file = tmp_path / "x.db"
+    env = {"WEBAPP_DATABASE_URL": f"sqlite:///{db_file}", **FAST_HASH}
+    engine = sync_engine(f"sqlite+aiosqlite:///{db_file}")
+    try:
+        migrate_and_seed_twice(tmp_path, env, engine)
+        with engine.connect() as conn:
+            hashes = conn.execute(select(func.count(func.distinct(User.password_hash)))).scalar()
+            active = conn.execute(select(func.count()).where(User.is_active)).scalar_one()
+        # Seeded users share one bcrypt hash (of a password nobody knows); most are active.
+        assert hashes == 2  # one per seed run
+        assert 300 < active < 500
+    finally:
+        engine.dispose()
+
+
+def test_migrate_then_seed_on_postgresql(
+    requires_postgres: None, db: Engine, tmp_path: Path
+) -> None:
+    # A throw-away database, not the shared test database: other test runs empty that one.
+    with fresh_database(db, tmp_path) as url:
+        plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        engine = sync_engine(url)
+        try:
+            migrate_and_seed_twice(tmp_path, {"WEBAPP_DATABASE_URL": plain, **FAST_HASH}, engine)
+        finally:
+            engine.dispose()
+
+
+def test_seed_count_must_not_be_negative(tmp_path: Path) -> None:
+    result = run_webapp("seed", "--count", "-1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "webapp: --count must be 0 or more"
+    assert not (tmp_path / "webapp.db").exists()
+
+
+def test_seed_before_migrate_says_what_to_do(tmp_path: Path) -> None:
+    env = {"WEBAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", **FAST_HASH}
+    result = run_webapp("seed", "--count", "1", cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "migrate" in result.stderr
+
+
+def test_serve_refuses_reload_with_several_workers(tmp_path: Path) -> None:
+    result = run_webapp("serve", "--reload", "--workers", "2", cwd=tmp_path, timeout=20)
+    assert result.returncode == 2
+    assert "--reload and --workers cannot be combined" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    # The installed console script, as a shell finds it next to this interpreter.
+    script = Path(sys.executable).with_name("webapp")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "webapp.cli"]
+    result = subprocess.run(
+        [*command, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=20, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: webapp ")
+    for name in ("serve", "migrate", "seed"):
+        assert name in result.stdout
+
+
+def test_a_command_is_required(tmp_path: Path) -> None:
+    result = run_webapp(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "usage: webapp" in result.stderr

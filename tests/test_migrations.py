@@ -1,0 +1,135 @@
+"""Migrations on a fresh database of the test database's kind: up, down to nothing, up again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, exc, insert, inspect, select, text
+
+from tests.factories import fresh_database, sync_engine
+from webapp import migrations
+from webapp.models import Base, User
+
+COLUMNS = {
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "email_key",
+    "password_hash",
+    "is_active",
+    "is_admin",
+    "created_at",
+    "updated_at",
+    "version",
+}
+INDEXES = {"uq_users_email_key", "ix_users_name", "ix_users_created_at"}
+
+
+@pytest.fixture
+def fresh_url(db: Engine, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(db, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_db(fresh_url: str) -> Iterator[Engine]:
+    engine = sync_engine(fresh_url)
+    yield engine
+    engine.dispose()
+
+
+def index_sql(engine: Engine) -> dict[str, str]:
+    """Each secondary index on ``users`` and the SQL that defines it, as the database has it."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            query = (
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users'"
+            )
+        else:
+            query = (
+                "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x"
+                " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+                " WHERE t.relname = 'users' AND t.relnamespace = 'public'::regnamespace"
+                " AND NOT x.indisprimary"
+            )
+        return {name: sql for name, sql in conn.execute(text(query)) if sql}
+
+
+def a_user(email: str) -> dict[str, object]:
+    return {
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": email,
+        "password_hash": "x",
+        "version": 1,
+    }
+
+
+def test_upgrade_creates_the_users_table(fresh_url: str, fresh_db: Engine) -> None:
+    assert "users" not in inspect(fresh_db).get_table_names()
+    migrations.upgrade(fresh_url)
+
+    inspector = inspect(fresh_db)
+    columns = {c["name"]: c for c in inspector.get_columns("users")}
+    assert set(columns) == COLUMNS
+    assert not any(c["nullable"] for c in columns.values())
+    assert inspector.get_pk_constraint("users")["constrained_columns"] == ["id"]
+    indexes = index_sql(fresh_db)
+    assert set(indexes) == INDEXES
+    assert "UNIQUE" in indexes["uq_users_email_key"].upper()
+    assert "email_key" in indexes["uq_users_email_key"]
+    with fresh_db.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_migrated_schema_matches_the_models(fresh_url: str, fresh_db: Engine) -> None:
+    migrations.upgrade(fresh_url)
+    with fresh_db.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert differences == []
+
+
+def test_email_is_unique_whatever_the_case(fresh_url: str, fresh_db: Engine) -> None:
+    migrations.upgrade(fresh_url)
+    with fresh_db.begin() as conn:
+        conn.execute(insert(User).values(a_user("Ada@Example.com")))
+    with pytest.raises(exc.IntegrityError), fresh_db.begin() as conn:
+        conn.execute(insert(User).values(a_user("ada@example.COM")))
+    with fresh_db.begin() as conn:
+        conn.execute(insert(User).values(a_user("ada2@example.com")))
+        assert conn.execute(select(User.email).order_by(User.id)).scalars().all() == [
+            "Ada@Example.com",
+            "ada2@example.com",
+        ]
+
+
+def test_server_defaults_fill_flags_and_timestamps(fresh_url: str, fresh_db: Engine) -> None:
+    migrations.upgrade(fresh_url)
+    with fresh_db.begin() as conn:
+        conn.execute(insert(User).values(a_user("grace@example.com")))
+        row = conn.execute(select(User.__table__)).one()
+    assert row.is_active is True and row.is_admin is False
+    assert row.created_at is not None and row.updated_at is not None
+
+
+def test_downgrade_to_base_removes_the_table_and_upgrade_works_again(
+    fresh_url: str, fresh_db: Engine
+) -> None:
+    migrations.upgrade(fresh_url)
+    migrations.upgrade(fresh_url)  # already at head: nothing to do, no error
+    migrations.downgrade(fresh_url, "base")
+    assert "users" not in inspect(fresh_db).get_table_names()
+    with fresh_db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 0
+
+    migrations.upgrade(fresh_url)
+    assert {c["name"] for c in inspect(fresh_db).get_columns("users")} == COLUMNS
+    assert set(index_sql(fresh_db)) == INDEXES
+    with fresh_db.begin() as conn:
+        conn.execute(insert(User).values(a_user("again@example.com")))
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 1
