@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
-from tests.factories import make_settings
+from tests.factories import ADMIN_EMAIL, insert_user, make_settings, sign_in
 from webapp import migrations
 from webapp.config import Settings, normalise_database_url
 from webapp.main import create_app
@@ -97,7 +97,8 @@ def db(database_url: str) -> Iterator[Engine]:
 def _empty_tables(db: Engine) -> Iterator[None]:
     yield
     with db.begin() as conn:
-        conn.execute(text("DELETE FROM users"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 @pytest.fixture
@@ -111,10 +112,22 @@ def app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    # The context manager runs the lifespan: the engine is built and disposed as in production.
+def anon_client(app: FastAPI) -> Iterator[TestClient]:
+    """Nobody signed in. The context manager runs the lifespan, as in production."""
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def admin_id(db: Engine) -> int:
+    """The admin the ``client`` fixture signs in as."""
+    return insert_user(db, first_name="Ada", last_name="Admin", email=ADMIN_EMAIL, is_admin=True)
+
+
+@pytest.fixture
+def client(anon_client: TestClient, admin_id: int) -> TestClient:
+    """Signed in as an admin through the real sign-in form; sends the CSRF header, as htmx does."""
+    return sign_in(anon_client, ADMIN_EMAIL)
 
 
 def _free_port() -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
+from fastapi.testclient import TestClient
 from httpx2 import Response
 from passlib.context import CryptContext
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
@@ -23,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from webapp.config import Settings
 from webapp.models import User, email_key
 
+ADMIN_EMAIL = "admin@example.com"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-the-check"
 HTMX = {"HX-Request": "true"}
 PASSWORD = "correct horse battery"
@@ -192,3 +195,43 @@ def run_webapp(
         timeout=timeout,
         check=False,
     )
+
+
+# --- Signing in -------------------------------------------------------------------------
+
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = _CSRF_INPUT.search(html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> TestClient:
+    """Sign in through the real form; afterwards the client sends the session's CSRF header."""
+    token = csrf_from(client.get("/login").text)
+    response = client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token}
+    )
+    assert response.status_code == 303, response.text
+    client.headers["X-CSRF-Token"] = csrf_from(client.get("/account/password").text)
+    return client
+
+
+def with_csrf(client: TestClient) -> TestClient:
+    """An anonymous client that sends its session's CSRF token, as the console's pages do."""
+    client.headers["X-CSRF-Token"] = csrf_from(client.get("/login").text)
+    return client
+
+
+async def signed_in_http(base_url: str, email: str = ADMIN_EMAIL) -> httpx2.AsyncClient:
+    """A real HTTP client signed in through the form, sending the CSRF header."""
+    http = httpx2.AsyncClient(base_url=base_url, timeout=30)
+    token = csrf_from((await http.get("/login")).text)
+    response = await http.post(
+        "/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 303, response.text
+    http.headers["X-CSRF-Token"] = csrf_from((await http.get("/account/password")).text)
+    return http

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from tests.factories import (
+    ADMIN_EMAIL,
     HTMX,
     PASSWORD,
     fetch_users_by_email,
@@ -28,13 +29,14 @@ DUPLICATE_EMAIL = "Another user already has this email address."
 
 
 def all_rows(db: Engine) -> list[Any]:
+    """Every user but the signed-in admin the ``client`` fixture made."""
     with db.connect() as conn:
-        return list(conn.execute(select(User.__table__).order_by(User.id)).all())
+        stmt = select(User.__table__).where(User.email != ADMIN_EMAIL).order_by(User.id)
+        return list(conn.execute(stmt).all())
 
 
 def count_users(db: Engine) -> int:
-    with db.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(User.__table__)).scalar_one())
+    return len(all_rows(db))
 
 
 # --- The empty form ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
 from tests.factories import HTMX, make_settings, template_name
+from tests.pool_helpers import skip_sign_in
 from webapp.main import create_app
 
 # A closed port on this machine: connections are refused at once.
@@ -32,7 +33,8 @@ def round_trip(html: str) -> float | None:
 def sized_client(database_url: str) -> Iterator[TestClient]:
     """The app with pool figures unlike any default, to prove they come from the settings."""
     settings = make_settings(database_url, pool_size=4, max_overflow=3, pool_timeout=2.5)
-    with TestClient(create_app(settings), follow_redirects=False) as test_client:
+    app = skip_sign_in(create_app(settings))
+    with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
 
 
@@ -40,7 +42,7 @@ def sized_client(database_url: str) -> Iterator[TestClient]:
 def down_client() -> Iterator[TestClient]:
     """The app pointed at a database that does not answer."""
     settings = make_settings(UNREACHABLE, pool_timeout=0.5)
-    app = create_app(settings)
+    app = skip_sign_in(create_app(settings))
     with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -53,28 +55,60 @@ def test_health_page_shows_the_pool_and_round_trip(
     assert template_name(response) == "health.html"
     html = response.text
     assert "<html" in html and 'hx-trigger="every 3s"' in html
-    assert figure(html, "Pool size") == "4"
     assert figure(html, "In use") == "0"
-    assert figure(html, "Idle") == "1"  # the round trip's connection, back in the pool
-    assert figure(html, "Overflow in use") == "0"
-    assert figure(html, "Most connections") == "7"
-    assert figure(html, "Wait limit") == "2.5"
+    assert figure(html, "Idle") == "0"  # the round trip uses a connection outside the pool
+    assert figure(html, "Waiting now") == "0"
+    assert figure(html, "Extra in use") == "0"
     assert "0 of 7 connections in use" in html
+    assert "keeps up to 4 open, may open 3 more" in html and "waits up to 2.5 s" in html
+    assert "All clear" in html
     rtt = round_trip(html)
     assert rtt is not None and 0 <= rtt < 5000
     assert "did not answer" not in html
     assert make_url(database_url).render_as_string(hide_password=True) in html
+    # The chart: drawn on the server, SVG attributes and classes only (a strict CSP).
+    assert re.search(r'<polyline class="series series-in-use" points="[\d., ]+"', html)
+    assert "style=" not in html and "<script>" not in html
 
-    # Polling again reuses the idle connection: nothing leaks, nothing piles up.
+    # Polling again changes nothing: nothing leaks, nothing piles up.
     for _ in range(3):
         again = sized_client.get("/health", headers=HTMX).text
-        assert (figure(again, "In use"), figure(again, "Idle")) == ("0", "1")
+        assert (figure(again, "In use"), figure(again, "Idle")) == ("0", "0")
+
+
+def test_plain_language_alerts() -> None:
+    """Warnings are sentences anyone can act on; no pool jargon."""
+    from webapp.health_view import alerts
+    from webapp.pool_monitor import PoolSnapshot, Timings
+    from webapp.server_stats import Headroom, ServerStats
+
+    none = Timings(0, 0, 0, 0, 0)
+    busy = PoolSnapshot(
+        size=2, max_overflow=1, maximum=3, timeout_seconds=5, in_use=3, idle=0,
+        overflow_in_use=1, waiting=2, checkouts=9, timeouts=4, timeouts_recent=4, connects=3,
+        invalidations=0, soft_invalidations=0, disconnects=0, closed=0, wait=none, hold=none,
+        leak_threshold_seconds=10, leaks=[],
+    )  # fmt: skip
+    room = Headroom(workers=8, hosts=2, per_worker=10, max_connections=100,
+                    superuser_reserved=3, reserve=5)  # fmt: skip
+    server = ServerStats(reachable=True, round_trip_ms=1, max_connections=100, connections=95,
+                         headroom=room)  # fmt: skip
+    found = {a.title: a.text for a in alerts(busy, server)}
+    assert "2 requests are waiting now" in found["Every database connection is in use"]
+    assert "4 requests waited up to 5 s" in found["Requests are being turned away"]
+    assert "95 of its 100" in found["The database server is close to its connection limit"]
+    assert (
+        "may open 160 connections but the server has room for 92"
+        in found["Configured for more connections than the server allows"]
+    )
+    prose = str(found).replace("WEBAPP_MAX_OVERFLOW", "")  # setting names are fine
+    assert "QueuePool" not in prose and "overflow" not in prose.lower()
 
 
 def test_password_in_the_database_url_is_masked(database_url: str, is_postgres: bool) -> None:
     if not is_postgres:
         # A SQLite URL has no password: it is shown as it is.
-        with TestClient(create_app(make_settings(database_url))) as test_client:
+        with TestClient(skip_sign_in(create_app(make_settings(database_url)))) as test_client:
             assert database_url in test_client.get("/health").text
         return
     url = make_url(database_url)
@@ -82,7 +116,7 @@ def test_password_in_the_database_url_is_masked(database_url: str, is_postgres: 
         url = url.set(password="s3cret")  # trust authentication accepts any password
     password = str(url.password)
     settings = make_settings(url.render_as_string(hide_password=False))
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(skip_sign_in(create_app(settings))) as test_client:
         html = test_client.get("/health").text
     assert round_trip(html) is not None, "the database should have answered"
     assert f":{password}@" not in html and ":***@" in html

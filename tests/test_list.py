@@ -26,7 +26,7 @@ def test_full_page_without_htmx(client: TestClient, db: Engine) -> None:
     assert response.status_code == 200
     assert response.template.name == "users/list.html"  # type: ignore[attr-defined]
     assert "<html" in response.text and "Lovelace, Ada" in response.text
-    assert "1 user" in response.text
+    assert "2 users" in response.text  # and the signed-in admin
     assert "HX-Request" in response.headers["vary"]
 
 
@@ -41,10 +41,9 @@ def test_fragment_for_htmx_but_page_for_boost_and_history_restore(client: TestCl
 
 
 def test_empty_state(client: TestClient) -> None:
-    response = client.get("/users")
-    assert "There are no users yet." in response.text
     response = client.get("/users", params={"q": "nobody"})
     assert "No users match your search." in response.text
+    assert "Clear the search" in response.text
 
 
 def test_search_is_case_insensitive_over_names_and_email(client: TestClient, db: Engine) -> None:
@@ -104,16 +103,16 @@ def test_filters(client: TestClient, db: Engine) -> None:
 
 def test_pages_of_fifty(client: TestClient, db: Engine) -> None:
     ids = [insert_user(db, last_name=f"Person{n:03d}") for n in range(120)]
-    first = client.get("/users")
+    first = client.get("/users?admin=no")  # the 120, without the signed-in admin
     assert len(names(first.text, ids)) == 50
-    assert "120 users · showing 1–50" in first.text
+    assert "120 users match your search · showing 1–50" in first.text
     assert "Page 1 of 3" in first.text and 'rel="next"' in first.text
-    last = client.get("/users?page=3", headers=HTMX)
+    last = client.get("/users?page=3&admin=no", headers=HTMX)
     assert len(names(last.text, ids)) == 20
     assert "showing 101–120" in last.text and 'rel="prev"' in last.text
     # Links keep the search and sort; a page past the end shows the last page.
-    assert "page=2" in last.text
-    beyond = client.get("/users?page=99")
+    assert "page=2" in last.text and "admin=no" in last.text
+    beyond = client.get("/users?page=99&admin=no")
     assert "Page 3 of 3" in beyond.text
 
 
@@ -122,4 +121,4 @@ def test_malformed_parameters_fall_back_to_defaults(client: TestClient, db: Engi
     for query in ("page=abc", "page=-5", "sort=password_hash", "active=maybe", "q=%00", "page=1e9"):
         response = client.get(f"/users?{query}")
         assert response.status_code == 200, query
-        assert "1 user" in response.text
+        assert "2 users" in response.text  # and the signed-in admin

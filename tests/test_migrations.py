@@ -20,6 +20,7 @@ COLUMNS = {
     "last_name",
     "email",
     "email_key",
+    "must_change_password",
     "password_hash",
     "is_active",
     "is_admin",
@@ -28,6 +29,7 @@ COLUMNS = {
     "version",
 }
 INDEXES = {"uq_users_email_key", "ix_users_name", "ix_users_created_at"}
+HEAD = "0002"
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ def test_upgrade_creates_the_users_table(fresh_url: str, fresh_db: Engine) -> No
     assert "UNIQUE" in indexes["uq_users_email_key"].upper()
     assert "email_key" in indexes["uq_users_email_key"]
     with fresh_db.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
 
 
 def test_migrated_schema_matches_the_models(fresh_url: str, fresh_db: Engine) -> None:
@@ -133,3 +135,31 @@ def test_downgrade_to_base_removes_the_table_and_upgrade_works_again(
     with fresh_db.begin() as conn:
         conn.execute(insert(User).values(a_user("again@example.com")))
         assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 1
+
+
+def test_second_revision_adds_audit_and_throttling_and_goes_back_cleanly(
+    fresh_url: str, fresh_db: Engine
+) -> None:
+    migrations.upgrade(fresh_url, "0001")
+    assert not {"audit_events", "login_throttle"} & set(inspect(fresh_db).get_table_names())
+    with fresh_db.begin() as conn:  # the schema of 0001, not the models' current one
+        conn.execute(
+            text(
+                "INSERT INTO users (first_name, last_name, email, email_key, password_hash,"
+                " version) VALUES ('Kept', 'Row', 'kept@example.com', 'kept@example.com',"
+                " 'x', 1)"
+            )
+        )
+    migrations.upgrade(fresh_url)
+    inspector = inspect(fresh_db)
+    assert {"audit_events", "login_throttle"} <= set(inspector.get_table_names())
+    with fresh_db.connect() as conn:
+        # The row that was there gets the new column's default.
+        flag = conn.execute(text("SELECT must_change_password FROM users")).scalar_one()
+        assert flag in (False, 0)
+    migrations.downgrade(fresh_url, "0001")
+    inspector = inspect(fresh_db)
+    assert not {"audit_events", "login_throttle"} & set(inspector.get_table_names())
+    assert "must_change_password" not in {c["name"] for c in inspector.get_columns("users")}
+    with fresh_db.connect() as conn:
+        assert conn.execute(text("SELECT email FROM users")).scalar_one() == "kept@example.com"

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import LiveServer
-from tests.factories import fetch_user, insert_user, make_settings, user_form
+from tests.factories import fetch_user, insert_user, make_settings, user_form, with_csrf
 from webapp.db import make_engine
 from webapp.deps import SessionDep
 from webapp.main import create_app
@@ -59,7 +59,7 @@ def failing_app(app: FastAPI) -> FastAPI:
 @pytest.fixture
 def failing_client(failing_app: FastAPI) -> Iterator[TestClient]:
     with TestClient(failing_app, raise_server_exceptions=False) as client:
-        yield client
+        yield with_csrf(client)
 
 
 def _checked_out(app: FastAPI) -> int:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from webapp.config import Settings, SettingsError, load_settings
@@ -17,17 +21,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print("webapp: --reload and --workers cannot be combined", file=sys.stderr)
         return 2
     settings.session_secret()  # make the development key now, before workers race for it
-    uvicorn.run(
-        "webapp.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        reload=args.reload,
-        # Uvicorn stops taking new connections on SIGTERM and lets in-flight requests finish
-        # (up to this long) before the lifespan disposes of the engine.
-        timeout_graceful_shutdown=args.graceful_timeout,
-    )
+    # Workers read their settings from the environment: the headroom check needs the count.
+    os.environ["WEBAPP_WORKERS"] = str(args.workers)
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Set before any worker starts (and imports prometheus_client): each writes its
+        # figures there and /metrics, whichever worker answers, adds them up.
+        metrics_dir = tempfile.mkdtemp(prefix="webapp-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "webapp.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            reload=args.reload,
+            # Uvicorn stops taking new connections on SIGTERM and lets in-flight requests
+            # finish (up to this long) before the lifespan disposes of the engine.
+            timeout_graceful_shutdown=args.graceful_timeout,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -54,6 +70,31 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_password() -> str:
+    """Twice without echo at a terminal; one line from standard input for scripts."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise ValueError("The two passwords do not match.")
+    return first
+
+
+def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from webapp.admin import AdminError, create_admin
+
+    try:
+        password = _read_password()
+        user_email = asyncio.run(
+            create_admin(settings, args.email, args.first_name, args.last_name, password)
+        )
+    except (AdminError, ValueError) as exc:
+        print(f"webapp: {exc}", file=sys.stderr)
+        return 1
+    print(f"webapp: created admin {user_email}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webapp", description="The user admin console.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--downgrade", action="store_true", help="go down to --revision (e.g. base)"
     )
     migrate.set_defaults(handler=_migrate)
+
+    admin = commands.add_parser(
+        "create-admin",
+        help="create an admin (password asked twice, or read from stdin when piped)",
+    )
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--first-name", required=True)
+    admin.add_argument("--last-name", required=True)
+    admin.set_defaults(handler=_create_admin)
 
     seed = commands.add_parser("seed", help="add realistic fake users")
     seed.add_argument("--count", type=int, default=1000)

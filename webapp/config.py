@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(default=5.0, gt=0, le=300)
     pool_recycle: int = Field(default=1800, ge=-1)
     pool_pre_ping: bool = True
+    # Pool monitoring (see README, "Reading the health page").
+    leak_threshold: float = Field(default=10.0, gt=0, le=3600)
+    statement_timeout: float = Field(default=30.0, ge=0, le=86400)  # 0: no limit
+    workers: int = Field(default=1, ge=1, le=1000)  # per host; `webapp serve --workers` sets it
+    hosts: int = Field(default=1, ge=1, le=1000)
+    connection_reserve: int = Field(default=5, ge=0, le=10000)
+    metrics_token: SecretStr | None = None
     # Behind PgBouncer in transaction mode a server connection changes between transactions,
     # so psycopg's server-side prepared statements must be off.
     pgbouncer: bool = False
@@ -42,6 +49,13 @@ class Settings(BaseSettings):
     hash_concurrency: int = Field(default=2, ge=1, le=64)
     secret_key: SecretStr | None = None
     per_page: int = Field(default=50, ge=1, le=500)
+    session_max_age: int = Field(default=8 * 3600, ge=60)
+    setup_enabled: bool = True
+    login_max_failures: int = Field(default=5, ge=1)
+    login_address_max_failures: int = Field(default=50, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+    login_slowdown_after: int = Field(default=3, ge=1)
+    login_slowdown_seconds: float = Field(default=1.0, ge=0, le=10)
 
     @field_validator("database_url")
     @classmethod

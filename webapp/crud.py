@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
+from webapp import audit
+from webapp.audit import Actor
 from webapp.forms import UserCreate, UserFields
 from webapp.listing import UserListQuery
 from webapp.models import User, email_key
@@ -20,6 +25,10 @@ EMAIL_UNIQUE_MARK = "email_key"
 
 class DuplicateEmailError(Exception):
     """Another user already has this email, in any letter case."""
+
+
+class SafetyRailError(Exception):
+    """The change would lock the console out (yourself, or the last admin); nothing changed."""
 
 
 class StaleUserError(Exception):
@@ -91,26 +100,65 @@ async def count_users(session: AsyncSession) -> int:
     return (await session.execute(select(func.count(User.id)))).scalar_one()
 
 
-async def _flush(session: AsyncSession, user: User) -> None:
-    """Write pending changes, turning the database's refusals into domain errors.
+@asynccontextmanager
+async def _writing(session: AsyncSession, user_id: int | None) -> AsyncIterator[None]:
+    """Make the changes in the block and write them, in a savepoint.
 
-    After a refusal the transaction is rolled back, so the session stays usable for the
-    page that explains what went wrong.
+    The database's refusals become domain errors, and a refusal undoes only the savepoint:
+    the rest of the request's transaction (and every object loaded in it, such as the
+    signed-in admin) stays usable for the page that explains what went wrong.
     """
-    user_id = user.id  # read now: after a failed flush, touching the object needs a rollback
     try:
-        await session.flush()
+        async with session.begin_nested():
+            yield
+            await session.flush()
     except IntegrityError as exc:
-        await session.rollback()
         if EMAIL_UNIQUE_MARK in str(exc.orig):
             raise DuplicateEmailError from None
         raise
     except StaleDataError:
-        await session.rollback()
-        raise StaleUserError(await session.get(User, user_id, populate_existing=True)) from None
+        current = await session.get(User, user_id, populate_existing=True) if user_id else None
+        raise StaleUserError(current) from None
 
 
-async def create_user(session: AsyncSession, data: UserCreate, password_hash: str) -> User:
+EDITABLE = ("first_name", "last_name", "email", "is_active", "is_admin")
+
+
+def _snapshot(user: User) -> dict[str, Any]:
+    return {field: getattr(user, field) for field in EDITABLE}
+
+
+async def _guard_admin_removal(session: AsyncSession, actor: Actor, user: User) -> None:
+    """Refuse to take away (deactivate, demote, delete) the acting admin or the last admin."""
+    if user.id == actor.user_id:
+        raise SafetyRailError(
+            "You cannot deactivate, demote or delete your own account. Ask another admin to do it."
+        )
+    if not (user.is_active and user.is_admin):
+        return
+    # Lock every active admin in one order, so two admins removing each other at the same
+    # moment queue up instead of both passing the check (SQLite's write lock does the same).
+    stmt = (
+        select(User.id)
+        .where(User.is_active.is_(True), User.is_admin.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    )
+    admins = (await session.scalars(stmt)).all()
+    if not [admin_id for admin_id in admins if admin_id != user.id]:
+        raise SafetyRailError(
+            f"{user.full_name} is the last active admin. Make someone else an admin first."
+        )
+
+
+async def admin_exists(session: AsyncSession) -> bool:
+    stmt = select(User.id).where(User.is_admin.is_(True)).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def create_user(
+    session: AsyncSession, actor: Actor, data: UserCreate, password_hash: str
+) -> User:
     user = User(
         first_name=data.first_name,
         last_name=data.last_name,
@@ -119,31 +167,70 @@ async def create_user(session: AsyncSession, data: UserCreate, password_hash: st
         is_active=data.is_active,
         is_admin=data.is_admin,
     )
-    session.add(user)
-    await _flush(session, user)
+    async with _writing(session, None):
+        session.add(user)
+    audit.record(
+        session, actor, "user.create", target=user, changes=audit.diff({}, _snapshot(user))
+    )
     return user
 
 
-async def update_user(session: AsyncSession, user: User, data: UserFields, version: int) -> User:
+async def update_user(
+    session: AsyncSession, actor: Actor, user: User, data: UserFields, version: int
+) -> User:
     """Apply an edit made on ``version`` of the user; refuse it if the user moved on since."""
     if user.version != version:
         raise StaleUserError(user)
-    for field in ("first_name", "last_name", "email", "is_active", "is_admin"):
-        setattr(user, field, getattr(data, field))
-    await _flush(session, user)
+    before = _snapshot(user)
+    if (before["is_active"] and not data.is_active) or (before["is_admin"] and not data.is_admin):
+        await _guard_admin_removal(session, actor, user)
+    async with _writing(session, user.id):
+        for field in EDITABLE:
+            setattr(user, field, getattr(data, field))
+    changes = audit.diff(before, _snapshot(user))
+    if changes:
+        audit.record(session, actor, "user.update", target=user, changes=changes)
     return user
 
 
-async def set_password(session: AsyncSession, user: User, password_hash: str) -> None:
-    user.password_hash = password_hash
-    await _flush(session, user)
+async def set_password(
+    session: AsyncSession,
+    actor: Actor,
+    user: User,
+    password_hash: str,
+    *,
+    must_change: bool = False,
+) -> None:
+    before = user.must_change_password
+    async with _writing(session, user.id):
+        user.password_hash = password_hash
+        user.must_change_password = must_change
+    changes = audit.diff({"must_change_password": before}, {"must_change_password": must_change})
+    audit.record(session, actor, "user.password_set", target=user, changes=changes)
 
 
-async def set_active(session: AsyncSession, user: User, active: bool) -> None:
-    user.is_active = active
-    await _flush(session, user)
+async def set_active(session: AsyncSession, actor: Actor, user: User, active: bool) -> None:
+    if user.is_active and not active:
+        await _guard_admin_removal(session, actor, user)
+    before = user.is_active
+    async with _writing(session, user.id):
+        user.is_active = active
+    if before != active:
+        action = "user.activate" if active else "user.deactivate"
+        changes = audit.diff({"is_active": before}, {"is_active": active})
+        audit.record(session, actor, action, target=user, changes=changes)
 
 
-async def delete_user(session: AsyncSession, user: User) -> None:
-    await session.delete(user)
-    await _flush(session, user)
+async def delete_user(session: AsyncSession, actor: Actor, user: User) -> None:
+    await _guard_admin_removal(session, actor, user)
+    async with _writing(session, user.id):
+        await session.delete(user)
+    audit.record(session, actor, "user.delete", target=user)
+
+
+async def rehash_password(session: AsyncSession, user: User, password_hash: str) -> None:
+    """Store a stronger hash of the same password. Not an edit: the version stays."""
+    await session.execute(
+        update(User).where(User.id == user.id).values(password_hash=password_hash)
+    )
+    set_committed_value(user, "password_hash", password_hash)

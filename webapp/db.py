@@ -1,25 +1,23 @@
-"""The process's one pooled engine, the per-request session, and what the pool reports."""
+"""The process's one pooled engine (watched by ``pool_monitor``) and the per-request session."""
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import QueuePool
 from starlette.requests import Request
 
 from webapp.config import Settings
+from webapp.pool_monitor import MonitoredQueuePool, current_route
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -38,8 +36,14 @@ def make_engine(settings: Settings) -> AsyncEngine:
         connect_args["application_name"] = f"webapp:{os.getpid()}"
         if settings.pgbouncer:
             connect_args["prepare_threshold"] = None
+        elif settings.statement_timeout:
+            # A runaway query is cancelled by the server instead of holding its connection.
+            # PgBouncer refuses the "options" start-up parameter: see the README.
+            timeout_ms = int(settings.statement_timeout * 1000)
+            connect_args["options"] = f"-c statement_timeout={timeout_ms}"
     engine = create_async_engine(
         settings.database_url,
+        poolclass=MonitoredQueuePool,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
@@ -81,6 +85,9 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     """
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     begin = _sqlite_begin.set("BEGIN" if request.method in SAFE_METHODS else "BEGIN IMMEDIATE")
+    # Names the holder of this request's connection in the pool monitor's leak reports.
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    holder = current_route.set(f"{request.method} {route}")
     try:
         async with factory() as session:
             try:
@@ -91,43 +98,4 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
     finally:
         _sqlite_begin.reset(begin)
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    size: int
-    max_overflow: int
-    checked_out: int
-    idle: int
-    overflow: int
-    timeout: float
-
-    @property
-    def maximum(self) -> int:
-        return self.size + self.max_overflow
-
-    @property
-    def overflow_in_use(self) -> int:
-        return max(self.overflow, 0)
-
-
-def pool_stats(engine: AsyncEngine, settings: Settings) -> PoolStats:
-    pool = engine.sync_engine.pool
-    if not isinstance(pool, QueuePool):  # pragma: no cover - we always build a QueuePool
-        raise TypeError(f"unexpected pool class {type(pool).__name__}")
-    return PoolStats(
-        size=pool.size(),
-        max_overflow=settings.max_overflow,
-        checked_out=pool.checkedout(),
-        idle=pool.checkedin(),
-        overflow=pool.overflow(),
-        timeout=pool.timeout(),
-    )
-
-
-async def round_trip_ms(engine: AsyncEngine) -> float:
-    """Time one ``SELECT 1`` on a pooled connection, in milliseconds."""
-    async with engine.connect() as conn:
-        started = time.perf_counter()
-        await conn.execute(text("SELECT 1"))
-        return (time.perf_counter() - started) * 1000
+        current_route.reset(holder)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.datastructures import URL
 
+from webapp import auth, crud, htmx
+from webapp.audit import Actor
 from webapp.config import Settings
-from webapp.db import session_scope
+from webapp.db import SAFE_METHODS, session_scope
+from webapp.models import User
 from webapp.security import PasswordHasher
 
 
@@ -33,3 +38,75 @@ SessionDep = Annotated[AsyncSession, Depends(session_scope, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def csrf_protect(request: Request) -> None:
+    """Every state-changing request must carry this session's token (header or form field).
+
+    Installed on the whole app, so a new route cannot forget it.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    submitted: object = request.headers.get(auth.CSRF_HEADER)
+    if submitted is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
+        # Starlette keeps the parsed form on the request: the route reads it again for free.
+        submitted = (await request.form()).get(auth.CSRF_FIELD)
+    if not auth.csrf_matches(request, submitted):
+        raise auth.CsrfError
+
+
+def _return_path(request: Request) -> str:
+    """Where to come back after signing in: the page, not the fragment htmx asked for."""
+    current = htmx.current_url(request)
+    url = URL(current) if current else request.url
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+async def current_admin(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """The signed-in, active admin, or a redirect to sign in (or to first-run setup)."""
+    user_id = auth.signed_in_user_id(request)
+    user = await crud.get_user(session, user_id) if user_id is not None else None
+    if user is None or not auth.may_use_console(user) or not auth.session_is_current(request, user):
+        if user_id is not None:
+            auth.sign_out(request)  # deactivated, demoted, deleted, or password changed
+        if settings.setup_enabled and not await crud.admin_exists(session):
+            raise auth.SetupRequired
+        raise auth.SignInRequired(_return_path(request))
+    route_name = getattr(request.scope.get("route"), "name", None)
+    if user.must_change_password and route_name not in PASSWORD_CHANGE_ROUTES:
+        raise auth.PasswordChangeRequired
+    # A plain copy for templates: error pages render after the session has closed.
+    request.state.admin = auth.SignedIn.of(user)
+    return user
+
+
+# The pages a user who must choose a new password may still reach.
+PASSWORD_CHANGE_ROUTES = frozenset({"change_own_password", "save_own_password", "logout"})
+
+CurrentAdmin = Annotated[User, Depends(current_admin)]
+
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+async def admin_for_health(request: Request, session: SessionDep, settings: SettingsDep) -> None:
+    """Like ``current_admin``, but the health pages stay readable when the database is not.
+
+    During an outage or a saturated pool the database cannot confirm who is signed in; the
+    session cookie, signed and time-limited, still vouches for an admin who signed in.
+    """
+    try:
+        await current_admin(request, session, settings)
+    except DATABASE_UNAVAILABLE:
+        await session.rollback()  # leave nothing half-done for the dependency's commit
+        if auth.signed_in_user_id(request) is None:
+            raise auth.SignInRequired(_return_path(request)) from None
+
+
+def _actor(request: Request, admin: CurrentAdmin) -> Actor:
+    return Actor.of(admin, auth.client_address(request))
+
+
+ActorDep = Annotated[Actor, Depends(_actor)]

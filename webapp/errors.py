@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
-from webapp import htmx
+from webapp import auth, htmx
 from webapp.templating import render
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,46 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+def _redirect(request: Request, url: str, status_code: int, message: str) -> Response:
+    if wants_json(request):
+        title = HTTPStatus(status_code).phrase
+        body = {"status": status_code, "title": title, "detail": message, "location": url}
+        return JSONResponse(body, status_code=status_code)
+    # htmx gets a full-page redirect, never a login form pasted into a table.
+    return htmx.see_other(request, url)
+
+
+async def _sign_in_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, auth.SignInRequired)
+    login = request.app.url_path_for("login")
+    url = f"{login}?{urlencode({'next': exc.next_url})}" if exc.next_url != "/" else str(login)
+    return _redirect(request, url, 401, "Sign in to use the console.")
+
+
+async def _setup_required(request: Request, exc: Exception) -> Response:
+    url = str(request.app.url_path_for("setup"))
+    return _redirect(request, url, 401, "No admin exists yet: finish the first-run setup.")
+
+
+async def _password_change_required(request: Request, exc: Exception) -> Response:
+    url = str(request.app.url_path_for("change_own_password"))
+    return _redirect(request, url, 403, "Choose a new password before you go on.")
+
+
+async def _csrf_error(request: Request, exc: Exception) -> Response:
+    return error_response(
+        request,
+        403,
+        "This form has expired or did not come from this console, so nothing was changed. "
+        "Reload the page and try again.",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(auth.SignInRequired, _sign_in_required)
+    app.add_exception_handler(auth.SetupRequired, _setup_required)
+    app.add_exception_handler(auth.PasswordChangeRequired, _password_change_required)
+    app.add_exception_handler(auth.CsrfError, _csrf_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)

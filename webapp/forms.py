@@ -13,7 +13,7 @@ from webapp.security import BCRYPT_MAX_BYTES
 
 NAME_MAX = 100
 PASSWORD_MIN_CHARS = 8
-SECRET_FIELDS = frozenset({"password", "password_confirm"})
+SECRET_FIELDS = frozenset({"password", "password_confirm", "current_password", "csrf_token"})
 
 FormT = TypeVar("FormT", bound=BaseModel)
 FieldErrors = dict[str, str]
@@ -110,7 +110,20 @@ class UserUpdate(UserFields):
 
 
 class PasswordSet(_NewPassword):
-    pass
+    # Only asked when you set your own password from your edit page.
+    current_password: str = ""
+    must_change: bool = False
+
+
+class PasswordChange(_NewPassword):
+    current_password: str = ""
+
+    @field_validator("current_password")
+    @classmethod
+    def _required(cls, value: str) -> str:
+        if not value:
+            raise ValueError("Required.")
+        return value
 
 
 def parse_form(model: type[FormT], data: Mapping[str, Any]) -> tuple[FormT | None, FieldErrors]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 
 def is_htmx(request: Request) -> bool:
@@ -17,6 +17,18 @@ def wants_fragment(request: Request) -> bool:
         and request.headers.get("HX-Boosted") != "true"
         and request.headers.get("HX-History-Restore-Request") != "true"
     )
+
+
+def current_url(request: Request) -> str | None:
+    """The address of the page htmx is on (not the fragment's URL), if htmx said it."""
+    return request.headers.get("HX-Current-URL") if is_htmx(request) else None
+
+
+def see_other(request: Request, url: str) -> Response:
+    """After a successful POST: 303 for a browser, a full-page redirect for htmx."""
+    if is_htmx(request):
+        return redirect(Response(status_code=204), url)
+    return RedirectResponse(url, status_code=303)
 
 
 def redirect(response: Response, url: str) -> Response:

@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.config import Settings, get_settings
 from webapp.db import make_engine, make_sessionmaker
+from webapp.deps import admin_for_health, csrf_protect
 from webapp.errors import install_error_handlers
+from webapp.middleware import SecurityHeadersMiddleware
+from webapp.monitoring import start_monitoring
 from webapp.resources import resource_dir
-from webapp.routes import health, users
+from webapp.routes import audit, auth, health, probes, users
 from webapp.security import PasswordHasher
 from webapp.templating import make_templates
+
+SESSION_COOKIE = "webapp_session"
 
 
 @asynccontextmanager
@@ -25,9 +30,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.hasher = PasswordHasher(settings.bcrypt_rounds, settings.hash_concurrency)
+    stop_monitoring = await start_monitoring(app.state, engine, settings)
     try:
         yield
     finally:
+        await stop_monitoring()
         # Closes every pooled connection; uvicorn has let in-flight requests finish first.
         await engine.dispose()
 
@@ -40,18 +47,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # On the whole app, so no route that changes state can be added without it.
+        dependencies=[Depends(csrf_protect)],
     )
     app.state.settings = settings
     app.state.templates = make_templates()
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret(),
-        session_cookie="webapp_session",
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age,
         same_site="lax",
         https_only=settings.env == "production",
     )
+    app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
     app.mount("/static", StaticFiles(directory=resource_dir("static")), name="static")
+    app.include_router(auth.router)
     app.include_router(users.router)
-    app.include_router(health.router)
+    app.include_router(audit.router)
+    app.include_router(health.router, dependencies=[Depends(admin_for_health)])
+    app.include_router(probes.router)  # public: see routes/probes.py
     install_error_handlers(app)
     return app

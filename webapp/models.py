@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, String, false, func, true
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    false,
+    func,
+    true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 NAMING_CONVENTION = {
@@ -49,6 +60,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Set when an admin sets someone's password: that user must choose their own next.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )
@@ -76,3 +91,45 @@ class User(Base):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per account ("email:<key>") and per address ("ip:<addr>").
+
+    In the database, not in memory, so the limits hold across every worker and host.
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """Who did what to whom, when and from where; written in the transaction it records.
+
+    Actor and target are kept by id and by email as they were then, without foreign keys,
+    so the trail outlives the users it names.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    action: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor_email: Mapped[str | None] = mapped_column(String(254))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    target_email: Mapped[str | None] = mapped_column(String(254))
+    address: Mapped[str | None] = mapped_column(String(64))
+    # For updates: {"field": [old, new]}; never a password or a hash.
+    changes: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_audit_events_at", at, id),
+        Index("ix_audit_events_actor", actor_id, at),
+        Index("ix_audit_events_target", target_id, at),
+        Index("ix_audit_events_action", action, at),
+    )

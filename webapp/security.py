@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from anyio import CapacityLimiter, to_thread
 from passlib.context import CryptContext
 
@@ -21,6 +23,9 @@ class PasswordHasher:
             schemes=["bcrypt"], deprecated="auto", bcrypt__rounds=rounds, bcrypt__ident="2b"
         )
         self._limiter = CapacityLimiter(concurrency)
+        # A well-formed hash that matches nothing: verifying against it costs what a real
+        # verification costs, so an unknown email answers as slowly as a known one.
+        self.dummy_hash = f"$2b${rounds:02d}${_noise(22)}{_noise(31)}"
 
     async def hash(self, password: str) -> str:
         check_length(password)
@@ -32,6 +37,16 @@ class PasswordHasher:
         return await to_thread.run_sync(
             self.context.verify, password, password_hash, limiter=self._limiter
         )
+
+    def needs_update(self, password_hash: str) -> bool:
+        """True when the hash was made with weaker settings than the current ones."""
+        return bool(self.context.needs_update(password_hash))
+
+
+def _noise(length: int) -> str:
+    """Random bcrypt base64, its last character's unused low bits zero as bcrypt expects."""
+    alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(length - 1)) + secrets.choice(".Oeu")
 
 
 def check_length(password: str) -> None:

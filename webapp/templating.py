@@ -12,7 +12,7 @@ from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 
-from webapp import htmx
+from webapp import auth, htmx
 from webapp.resources import resource_dir
 
 FlashLevel = Literal["success", "info", "warning", "error"]
@@ -20,11 +20,21 @@ _FLASH_KEY = "_flashes"
 
 
 def make_templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=str(resource_dir("templates")))
+    templates = Jinja2Templates(
+        directory=str(resource_dir("templates")), context_processors=[_request_globals]
+    )
     templates.env.globals["url_for"] = url_for
     templates.env.filters["datetime"] = format_datetime
     templates.env.globals["htmx_version"] = "2.0.11"
     return templates
+
+
+def _request_globals(request: Request) -> dict[str, Any]:
+    """What every template may use: the CSRF token for its forms, and who is signed in."""
+    return {
+        "csrf_token": auth.csrf_token(request),
+        "current_admin": getattr(request.state, "admin", None),
+    }
 
 
 @pass_context

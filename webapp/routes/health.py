@@ -1,32 +1,54 @@
-"""The health page: this process's pool and the database's round trip, refreshed by htmx."""
+"""The health page and its JSON: this worker's pool and the database server, live.
+
+For signed-in admins (the router is included behind ``CurrentAdmin``): the page names routes,
+database users and hosts. The public probes are in ``routes/probes.py``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from sqlalchemy import exc as sa_exc
+import os
+import time
 
-from webapp.db import pool_stats, round_trip_ms
-from webapp.deps import EngineDep, SettingsDep
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from webapp import health_view
+from webapp.pool_monitor import PoolMonitor, PoolSnapshot
+from webapp.server_stats import ServerStats, server_stats
 from webapp.templating import render
 
 router = APIRouter()
 
+POLL_SECONDS = 3
+
+
+async def _figures(request: Request) -> tuple[PoolSnapshot, ServerStats]:
+    state = request.app.state
+    monitor: PoolMonitor = state.pool_monitor
+    # The pool first: the server look-up takes a moment, and the pool is what is polled for.
+    pool = monitor.snapshot()
+    return pool, await server_stats(state.probe_engine, state.settings)
+
 
 @router.get("/health", name="health")
-async def health(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
-    rtt: float | None = None
-    db_error: str | None = None
-    try:
-        rtt = await round_trip_ms(engine)
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
-        # Named by kind only: driver messages can carry host names and user names.
-        db_error = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
+async def health(request: Request) -> Response:
+    pool, server = await _figures(request)
+    engine = request.app.state.engine
     context = {
-        "stats": pool_stats(engine, settings),
-        "rtt_ms": rtt,
-        "db_error": db_error,
+        "pool": pool,
+        "server": server,
+        "alerts": health_view.alerts(pool, server),
+        "chart": health_view.chart(pool),
         "database_url": engine.url.render_as_string(hide_password=True),
         "dialect": engine.dialect.name,
+        "poll_seconds": POLL_SECONDS,
+        "pid": os.getpid(),
+        "updated": time.strftime("%H:%M:%S"),
     }
     return render(request, "health.html", context, fragment="_pool.html")
+
+
+@router.get("/health/pool.json", name="pool_json")
+async def pool_json(request: Request) -> JSONResponse:
+    pool, server = await _figures(request)
+    return JSONResponse(health_view.to_json(pool, server))

@@ -5,39 +5,24 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from webapp import crud, htmx
-from webapp.crud import DuplicateEmailError, StaleUserError
-from webapp.deps import HasherDep, SessionDep, SettingsDep
+from webapp import auth, crud, htmx
+from webapp.crud import DuplicateEmailError, SafetyRailError, StaleUserError
+from webapp.deps import ActorDep, HasherDep, SessionDep, SettingsDep, current_admin
 from webapp.errors import not_found
 from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
 from webapp.listing import UserListQuery
 from webapp.models import User
 from webapp.templating import flash, render
+from webapp.urls import local_path
 
-router = APIRouter()
+# Every page here needs a signed-in, active admin.
+router = APIRouter(dependencies=[Depends(current_admin)])
 
 DUPLICATE_EMAIL = "Another user already has this email address."
-
-
-def see_other(request: Request, url: str) -> Response:
-    """After a successful POST: 303 for a browser, a full-page redirect for htmx."""
-    if htmx.is_htmx(request):
-        return htmx.redirect(Response(status_code=204), url)
-    return RedirectResponse(url, status_code=303)
-
-
-def local_path(value: object, default: str) -> str:
-    """``value`` if it is a path on this site, else ``default`` (no open redirects)."""
-    if not isinstance(value, str) or not value.startswith("/") or "\\" in value:
-        return default
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or value.startswith("//"):
-        return default
-    return value
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -94,7 +79,9 @@ def _create_form(
 
 
 @router.post("/users", name="create_user")
-async def create_user(request: Request, session: SessionDep, hasher: HasherDep) -> Response:
+async def create_user(
+    request: Request, session: SessionDep, hasher: HasherDep, actor: ActorDep
+) -> Response:
     form = await request.form()
     data, errors = parse_form(UserCreate, form)
     if data is None:
@@ -102,11 +89,11 @@ async def create_user(request: Request, session: SessionDep, hasher: HasherDep) 
     # Hash before touching the database: the connection is not held while bcrypt runs.
     password_hash = await hasher.hash(data.password)
     try:
-        user = await crud.create_user(session, data, password_hash)
+        user = await crud.create_user(session, actor, data, password_hash)
     except DuplicateEmailError:
         return _create_form(request, form_values(form), {"email": DUPLICATE_EMAIL}, 422)
     flash(request, f"Created {user.full_name} ({user.email}).")
-    return see_other(request, str(request.url_for("list_users")))
+    return htmx.see_other(request, str(request.url_for("list_users")))
 
 
 def _edit_page(
@@ -144,7 +131,9 @@ async def edit_user(request: Request, user_id: int, session: SessionDep) -> Resp
 
 
 @router.post("/users/{user_id}", name="update_user")
-async def update_user(request: Request, user_id: int, session: SessionDep) -> Response:
+async def update_user(
+    request: Request, user_id: int, session: SessionDep, actor: ActorDep
+) -> Response:
     user = await crud.get_user(session, user_id)
     if user is None:
         return not_found(request, "This user was deleted, so your changes could not be saved.")
@@ -154,7 +143,11 @@ async def update_user(request: Request, user_id: int, session: SessionDep) -> Re
     if data is None:
         return _edit_page(request, user, values=values, errors=errors, status_code=422)
     try:
-        await crud.update_user(session, user, data, data.version)
+        await crud.update_user(session, actor, user, data, data.version)
+    except SafetyRailError as rail:
+        return _edit_page(
+            request, user, values=values, errors={"__all__": str(rail)}, status_code=409
+        )
     except DuplicateEmailError:
         user = await crud.get_user(session, user_id) or user
         return _edit_page(
@@ -170,19 +163,25 @@ async def update_user(request: Request, user_id: int, session: SessionDep) -> Re
             request, stale.current, values=values, conflict=stale.current, status_code=409
         )
     flash(request, f"Saved {user.full_name}.")
-    return see_other(request, str(request.url_for("edit_user", user_id=user.id)))
+    return htmx.see_other(request, str(request.url_for("edit_user", user_id=user.id)))
 
 
 @router.post("/users/{user_id}/password", name="set_password")
 async def set_password(
-    request: Request, user_id: int, session: SessionDep, hasher: HasherDep
+    request: Request, user_id: int, session: SessionDep, hasher: HasherDep, actor: ActorDep
 ) -> Response:
     form = await request.form()
+    user = await crud.get_user(session, user_id)
+    if user is None:
+        return not_found(request, "There is no user with this id; it may have been deleted.")
     data, errors = parse_form(PasswordSet, form)
+    own = user.id == actor.user_id
+    if data is not None and own:
+        # Changing your own password takes the current one, as on the account page.
+        await session.commit()  # release the connection while bcrypt works
+        if not await hasher.verify(data.current_password, user.password_hash):
+            data, errors = None, {"current_password": "This is not your current password."}
     if data is None:
-        user = await crud.get_user(session, user_id)
-        if user is None:
-            return not_found(request, "There is no user with this id; it may have been deleted.")
         return _edit_page(
             request,
             user,
@@ -190,21 +189,23 @@ async def set_password(
             fragment="users/_password_form.html",
             status_code=422,
         )
+    await session.commit()
     password_hash = await hasher.hash(data.password)
-    user = await crud.get_user(session, user_id)
-    if user is None:
-        return not_found(request, "There is no user with this id; it may have been deleted.")
     try:
-        await crud.set_password(session, user, password_hash)
+        await crud.set_password(
+            session, actor, user, password_hash, must_change=data.must_change and not own
+        )
     except StaleUserError:
         return _changed_meanwhile(request, str(request.url_for("edit_user", user_id=user_id)))
+    if own:
+        auth.refresh_stamp(request, user)  # stay signed in here; other sessions end
     flash(request, f"Set a new password for {user.full_name}.")
-    return see_other(request, str(request.url_for("edit_user", user_id=user.id)))
+    return htmx.see_other(request, str(request.url_for("edit_user", user_id=user.id)))
 
 
 def _changed_meanwhile(request: Request, url: str) -> Response:
     flash(request, "Someone else changed this user at the same moment; please try again.", "error")
-    return see_other(request, url)
+    return htmx.see_other(request, url)
 
 
 def _list_query_of(next_url: str) -> UserListQuery:
@@ -216,7 +217,9 @@ def _next_url(request: Request, form: FormData) -> str:
 
 
 @router.post("/users/{user_id}/active", name="set_active")
-async def set_active(request: Request, user_id: int, session: SessionDep) -> Response:
+async def set_active(
+    request: Request, user_id: int, session: SessionDep, actor: ActorDep
+) -> Response:
     form = await request.form()
     next_url = _next_url(request, form)
     user = await crud.get_user(session, user_id)
@@ -224,10 +227,12 @@ async def set_active(request: Request, user_id: int, session: SessionDep) -> Res
         return not_found(request, "There is no user with this id; it may have been deleted.")
     active = form.get("active") == "yes"
     try:
-        await crud.set_active(session, user, active)
+        await crud.set_active(session, actor, user, active)
+        flash(request, f"{'Activated' if active else 'Deactivated'} {user.full_name}.")
     except StaleUserError:
         return _changed_meanwhile(request, next_url)
-    flash(request, f"{'Activated' if active else 'Deactivated'} {user.full_name}.")
+    except SafetyRailError as rail:
+        flash(request, str(rail), "error")
     if htmx.wants_fragment(request):
         return render(
             request,
@@ -235,7 +240,7 @@ async def set_active(request: Request, user_id: int, session: SessionDep) -> Res
             {"user": user, "next_url": next_url},
             fragment="users/_row.html",
         )
-    return see_other(request, next_url)
+    return htmx.see_other(request, next_url)
 
 
 @router.get("/users/{user_id}/delete", name="confirm_delete")
@@ -249,7 +254,7 @@ async def confirm_delete(request: Request, user_id: int, session: SessionDep) ->
 
 @router.post("/users/{user_id}/delete", name="delete_user")
 async def delete_user(
-    request: Request, user_id: int, session: SessionDep, settings: SettingsDep
+    request: Request, user_id: int, session: SessionDep, settings: SettingsDep, actor: ActorDep
 ) -> Response:
     form = await request.form()
     next_url = _next_url(request, form)
@@ -259,8 +264,10 @@ async def delete_user(
     else:
         name = user.full_name
         try:
-            await crud.delete_user(session, user)
+            await crud.delete_user(session, actor, user)
             flash(request, f"Deleted {name}.")
+        except SafetyRailError as rail:
+            flash(request, str(rail), "error")
         except StaleUserError as stale:
             if stale.current is None:
                 flash(request, "That user was already deleted.", "info")
@@ -274,4 +281,4 @@ async def delete_user(
     if htmx.wants_fragment(request):
         # Refresh the whole table: the count and the page's rows both changed.
         return await _list_page(request, session, settings, _list_query_of(next_url))
-    return see_other(request, next_url)
+    return htmx.see_other(request, next_url)

@@ -1,0 +1,81 @@
+"""Helpers for the pool tests: routes that hold a real connection until told to let go."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx2
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from webapp import deps
+from webapp.deps import SessionDep
+
+JSON = {"Accept": "application/json"}
+
+
+def skip_sign_in(app: FastAPI) -> FastAPI:
+    """The health pages need a signed-in admin, and checking one takes a pooled connection.
+
+    The pool tests count connections exactly, so the guard of ``/health*`` is switched off
+    (FastAPI's own override; the guard itself is tested with the sign-in tests).
+    """
+    for name in ("admin_for_health", "current_admin"):
+        guard = getattr(deps, name, None)
+        if guard is not None:
+            app.dependency_overrides[guard] = _nobody
+    return app
+
+
+def _nobody() -> None:
+    return None
+
+
+class Holder:
+    """Adds ``GET /test/hold/{name}``: takes a connection, keeps it until ``release()``."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.gate = asyncio.Event()  # bound to the server's loop at first wait
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+        async def hold(name: str, session: SessionDep) -> dict[str, str]:
+            self.loop = asyncio.get_running_loop()
+            await session.execute(text("SELECT 1"))  # the connection is checked out now
+            await self.gate.wait()
+            return {"held": name}
+
+        app.add_api_route("/test/hold/{name}", hold)
+
+    def release(self) -> None:
+        assert self.loop is not None, "nothing is held"
+        self.loop.call_soon_threadsafe(self.gate.set)
+
+
+async def pool_figures(http: httpx2.AsyncClient) -> dict[str, Any]:
+    response = await http.get("/health/pool.json")
+    assert response.status_code == 200, (response.status_code, response.text)
+    figures: dict[str, Any] = response.json()
+    return figures
+
+
+async def wait_for(
+    http: httpx2.AsyncClient,
+    condition: Callable[[dict[str, Any]], bool],
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Poll ``/health/pool.json`` until ``condition`` holds (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        figures = await pool_figures(http)
+        if condition(figures):
+            return figures
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition never held; last figures: {figures['pool']}")
+        await asyncio.sleep(0.05)
+
+
+def started(coro: Awaitable[httpx2.Response]) -> asyncio.Task[httpx2.Response]:
+    return asyncio.ensure_future(coro)

@@ -1,0 +1,54 @@
+"""Probes for machines: liveness, readiness, Prometheus metrics.
+
+Public on purpose: load balancers, orchestrators and Prometheus cannot sign in, and these
+answers carry no personal data, route names, users or hosts. ``/metrics`` takes a bearer token
+when ``WEBAPP_METRICS_TOKEN`` is set.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from webapp.deps import SettingsDep
+from webapp.metrics import CONTENT_TYPE, PoolMetrics
+from webapp.server_stats import server_stats
+
+router = APIRouter()
+
+
+@router.get("/healthz", name="healthz")
+async def healthz() -> JSONResponse:
+    """Alive: the process answers. No database, so a database outage never restarts us."""
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", name="readyz")
+async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
+    """Ready: one round trip to the database, on a connection of its own, within ~2 s."""
+    stats = await server_stats(request.app.state.probe_engine, settings, detail=False)
+    if not stats.reachable:
+        return JSONResponse(
+            {"status": "unavailable", "database": stats.error},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+    return JSONResponse({"status": "ok", "round_trip_ms": round(stats.round_trip_ms or 0, 2)})
+
+
+@router.get("/metrics", name="metrics")
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
+        given = request.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), expected.encode()):
+            return Response(
+                "a bearer token is required\n",
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    sink: PoolMetrics = request.app.state.pool_metrics
+    return Response(sink.exposition(), media_type=CONTENT_TYPE)
