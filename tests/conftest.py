@@ -18,9 +18,16 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from tests.factories import ADMIN_EMAIL, insert_user, make_settings, sign_in
+from tests.factories import (
+    ADMIN_EMAIL,
+    engine_for_tests,
+    insert_user,
+    make_settings,
+    sign_in,
+    through_pgbouncer,
+)
 from webapp import migrations
 from webapp.config import Settings, normalise_database_url
 from webapp.main import create_app
@@ -33,6 +40,8 @@ def sync_url(async_url: str) -> str:
 
 
 POSTGRES_ONLY = "needs PostgreSQL: set TEST_DATABASE_URL=postgresql://... (CI does)"
+PGBOUNCER_ONLY = "needs PgBouncer: TEST_DATABASE_URL through it and WEBAPP_PGBOUNCER=true (CI does)"
+DIRECT_ONLY = "watches the PostgreSQL server itself, which PgBouncer hides (CI runs it directly)"
 
 
 def _testing_postgres() -> bool:
@@ -45,11 +54,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     They are skipped, with the reason, when the suite runs on SQLite; CI's SQLite pass
     deselects them with ``-m "not postgres"``, having run them in its PostgreSQL pass.
     """
+    pgbouncer = through_pgbouncer()
     for item in items:
-        if "requires_postgres" in getattr(item, "fixturenames", ()):
+        needs_postgres = any(item.get_closest_marker(m) for m in ("direct_postgres", "pgbouncer"))
+        if needs_postgres or "requires_postgres" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
         if not _testing_postgres() and item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.skip(reason=POSTGRES_ONLY))
+        elif item.get_closest_marker("pgbouncer") and not pgbouncer:
+            item.add_marker(pytest.mark.skip(reason=PGBOUNCER_ONLY))
+        elif item.get_closest_marker("direct_postgres") and pgbouncer:
+            item.add_marker(pytest.mark.skip(reason=DIRECT_ONLY))
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +80,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _drop_schema(url: str) -> None:
-    engine = create_engine(sync_url(url))
+    engine = engine_for_tests(sync_url(url))
     try:
         with engine.begin() as conn:
             Base.metadata.drop_all(conn)
@@ -88,7 +103,7 @@ def requires_postgres(is_postgres: bool) -> None:
 @pytest.fixture(scope="session")
 def db(database_url: str) -> Iterator[Engine]:
     """A synchronous engine on the test database, for arranging and checking rows."""
-    engine = create_engine(sync_url(database_url))
+    engine = engine_for_tests(sync_url(database_url))
     yield engine
     engine.dispose()
 

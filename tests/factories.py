@@ -34,6 +34,19 @@ _hasher = CryptContext(schemes=["bcrypt"], bcrypt__rounds=4)
 _numbers = itertools.count(1)
 
 
+def through_pgbouncer() -> bool:
+    """CI runs the PostgreSQL tests a second time through PgBouncer in transaction mode."""
+    return os.environ.get("WEBAPP_PGBOUNCER", "").lower() in ("1", "true", "yes")
+
+
+def engine_for_tests(url: Any, **kwargs: Any) -> Engine:
+    """A synchronous engine for the tests' own look-ups; behind PgBouncer, like the app,
+    without server-side prepared statements."""
+    if through_pgbouncer() and str(url).startswith("postgresql"):
+        kwargs["connect_args"] = {"prepare_threshold": None, **kwargs.get("connect_args", {})}
+    return create_engine(url, **kwargs)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
@@ -151,7 +164,7 @@ def sync_engine(async_url: str) -> Engine:
     url = make_url(async_url)
     if url.drivername == "sqlite+aiosqlite":
         url = url.set(drivername="sqlite")
-    return create_engine(url, poolclass=NullPool)
+    return engine_for_tests(url, poolclass=NullPool)
 
 
 @contextmanager
@@ -165,7 +178,7 @@ def fresh_database(db: Engine, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
     name = f"webapp_mig_{secrets.token_hex(6)}"
-    admin = create_engine(db.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    admin = engine_for_tests(db.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -181,9 +194,14 @@ def run_webapp(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``webapp <args>`` in a child process, as a shell would, not attached to a TTY.
 
-    The child sees no ``WEBAPP_*`` variable from this process, only those in ``env``.
+    The child sees no ``WEBAPP_*`` variable from this process, only those in ``env`` (and
+    ``WEBAPP_PGBOUNCER``: how the database is reached is the run's, not the test's, choice).
     """
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("WEBAPP_") or k == "WEBAPP_PGBOUNCER"
+    }
     child_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "webapp.cli", *args],

@@ -23,6 +23,7 @@ from tests.factories import (
     make_settings,
     sign_in,
     template_name,
+    through_pgbouncer,
 )
 from webapp.main import create_app
 from webapp.models import AuditEvent, User
@@ -215,6 +216,7 @@ def _create_admin(
         "PATH": "/usr/bin:/bin",
         "WEBAPP_DATABASE_URL": database_url,
         "WEBAPP_BCRYPT_ROUNDS": "4",
+        "WEBAPP_PGBOUNCER": str(through_pgbouncer()).lower(),
     }
     command = [sys.executable, "-m", "webapp.cli", "create-admin", "--email", email]
     command += ["--first-name", "Cli", "--last-name", "Admin"]

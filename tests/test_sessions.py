@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import LiveServer
@@ -130,6 +131,7 @@ def test_one_connection_per_request(client: TestClient, app: FastAPI, db: Engine
     assert fetch_user(db, user_id).first_name == "After"
 
 
+@pytest.mark.direct_postgres
 def test_shutdown_closes_every_connection(
     app: FastAPI, db: Engine, requires_postgres: None
 ) -> None:
@@ -144,7 +146,7 @@ def test_shutdown_closes_every_connection(
         assert conn.execute(query, {"name": application_name}).scalar_one() == 0
 
 
-@pytest.mark.postgres
+@pytest.mark.direct_postgres
 async def test_pgbouncer_setting_turns_off_prepared_statements(database_url: str) -> None:
     for pgbouncer, expected in ((False, 5), (True, None)):
         engine = make_engine(make_settings(database_url, pgbouncer=pgbouncer))
@@ -192,3 +194,35 @@ def test_htmx_error_is_a_notice_in_the_flash_region(client: TestClient) -> None:
     assert response.template.name == "_error_notice.html"  # type: ignore[attr-defined]
     assert response.headers["HX-Retarget"] == "#flashes"
     assert response.text.lstrip().startswith('<div id="flashes"')
+
+
+@pytest.mark.pgbouncer
+async def test_through_pgbouncer_prepared_statements_must_be_off(database_url: str) -> None:
+    """The failure the WEBAPP_PGBOUNCER setting exists for, and the setting that avoids it.
+
+    In transaction mode each transaction may land on another server connection: a statement
+    psycopg prepared on one server connection is missing on the next.
+    """
+
+    async def scenario(engine: AsyncEngine) -> None:
+        query = text("SELECT 1 + :n")
+        async with engine.connect() as mine, engine.connect() as other:
+            for _ in range(8):  # psycopg prepares a statement on its 5th run
+                async with mine.begin():
+                    await mine.execute(query, {"n": 1})
+            # Another client now holds the server connection "mine" has been using, so
+            # "mine"'s next transaction is given a different one.
+            async with other.begin():
+                await other.execute(text("SELECT 2"))
+                async with mine.begin():
+                    await mine.execute(query, {"n": 1})
+
+    broken = make_engine(make_settings(database_url, pgbouncer=False, statement_timeout=0))
+    fixed = make_engine(make_settings(database_url, pgbouncer=True))
+    try:
+        with pytest.raises(DBAPIError, match="prepared statement"):
+            await scenario(broken)
+        await scenario(fixed)
+    finally:
+        await broken.dispose()
+        await fixed.dispose()
