@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, func, make_url, select
+import httpx2
+import pytest
+from sqlalchemy import Engine, func, make_url, select, text
 
 from tests.factories import fresh_database, run_webapp, sync_engine
 from webapp.models import User
 
 FAST_HASH = {"WEBAPP_BCRYPT_ROUNDS": "4"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def user_summary(engine: Engine) -> tuple[int, int, int]:
@@ -113,3 +125,42 @@ def test_a_command_is_required(tmp_path: Path) -> None:
     result = run_webapp(cwd=tmp_path)
     assert result.returncode == 2
     assert "usage: webapp" in result.stderr
+
+
+@pytest.mark.direct_postgres
+def test_serve_refuses_a_pool_budget_the_server_cannot_honour(
+    tmp_path: Path, database_url: str, db: Engine
+) -> None:
+    with db.connect() as conn:
+        max_connections = int(conn.execute(text("SHOW max_connections")).scalar_one())
+    too_many = {
+        "WEBAPP_DATABASE_URL": database_url,
+        "WEBAPP_POOL_SIZE": str(max_connections),
+        "WEBAPP_MAX_OVERFLOW": "0",
+    }
+    refused = run_webapp("serve", "--workers", "2", "--port", "1", cwd=tmp_path, env=too_many)
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()[-1:]
+    assert f"= {2 * max_connections} may be opened" in line and "PgBouncer" in line
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.direct_postgres
+def test_serve_starts_when_the_budget_fits(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    env = {**os.environ, "WEBAPP_DATABASE_URL": database_url, "WEBAPP_POOL_SIZE": "2"}
+    command = [sys.executable, "-m", "webapp.cli", "serve", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the console did not start")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -21,6 +21,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print("webapp: --reload and --workers cannot be combined", file=sys.stderr)
         return 2
     settings.session_secret()  # make the development key now, before workers race for it
+    refusal = asyncio.run(_connection_budget(settings.model_copy(update={"workers": args.workers})))
+    if refusal and not args.allow_overcommit:
+        print(f"webapp: {refusal} (--allow-overcommit starts anyway)", file=sys.stderr)
+        return 2
     # Workers read their settings from the environment: the headroom check needs the count.
     os.environ["WEBAPP_WORKERS"] = str(args.workers)
     metrics_dir = None
@@ -45,6 +49,33 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+async def _connection_budget(settings: Settings) -> str | None:
+    """Why starting would risk "too many connections" on the server, or None if it fits.
+
+    Behind PgBouncer the server's limit is PgBouncer's business; with the database down the
+    console starts anyway (and says so on /readyz) rather than refuse to come up.
+    """
+    from webapp.server_stats import make_probe_engine, server_stats
+
+    if settings.is_sqlite or settings.pgbouncer:
+        return None
+    probe = make_probe_engine(settings)
+    try:
+        stats = await server_stats(probe, settings)
+    finally:
+        await probe.dispose()
+    room = stats.headroom
+    if room is None or not room.exceeds:
+        return None
+    return (
+        f"{room.hosts} host(s) x {room.workers} worker(s) x {room.per_worker} connections "
+        f"(WEBAPP_POOL_SIZE + WEBAPP_MAX_OVERFLOW) = {room.planned} may be opened, but the "
+        f"server allows {room.available} (max_connections {room.max_connections} - "
+        f"{room.superuser_reserved} for superusers - WEBAPP_CONNECTION_RESERVE "
+        f"{room.reserve}); lower the pool settings or use PgBouncer"
+    )
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -105,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS")
+    serve.add_argument(
+        "--allow-overcommit",
+        action="store_true",
+        help="start even if all workers could open more connections than the server allows",
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
