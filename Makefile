@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint migrate seed clean
+.PHONY: run test lint migrate seed bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed-run
+
 run: $(VENV)/.installed-run
 	$(BIN)/webapp migrate
 	$(BIN)/webapp serve --host $(HOST) --port $(PORT)
@@ -27,9 +31,9 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-test
-	$(BIN)/ruff check webapp tests alembic
-	$(BIN)/ruff format --check webapp tests alembic
+lint: $(VENV)/.installed-test $(VENV)/.installed-bench
+	$(BIN)/ruff check webapp tests alembic bench
+	$(BIN)/ruff format --check webapp tests alembic bench
 	$(BIN)/mypy
 
 migrate: $(VENV)/.installed-run
@@ -38,6 +42,12 @@ migrate: $(VENV)/.installed-run
 seed: $(VENV)/.installed-run
 	$(BIN)/webapp migrate
 	$(BIN)/webapp seed --count $(or $(COUNT),1000)
+
+# The benchmark (bench/run.py; never part of `make test`): a throw-away PostgreSQL, wrk,
+# about 10 minutes. Smoke run: BENCH_SIZES=20000 BENCH_DURATION=3 make bench
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""``make bench``: the console against a minimal "floor" app, on a throw-away PostgreSQL."""

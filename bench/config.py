@@ -1,0 +1,98 @@
+"""What a run does, from ``BENCH_*`` environment variables (defaults: the full run)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+FULL_SIZES = (100_000, 1_000_000)
+FULL_DURATION = 10.0
+
+
+class BenchError(Exception):
+    """The bench cannot go on; the message says why, in one line."""
+
+
+def _int_list(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = os.environ.get(name, "")
+    try:
+        values = tuple(int(part.replace("_", "")) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise BenchError(f"{name} must be comma-separated integers, not {raw!r}") from None
+    if any(v <= 0 for v in values):
+        raise BenchError(f"{name}: every value must be above 0")
+    return tuple(sorted(set(values))) or default
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError:
+        raise BenchError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise BenchError(f"{name} must be above 0")
+    return value
+
+
+def _text(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    sizes: tuple[int, ...]  # seeded users, ascending: each size adds to the one before
+    duration: float  # seconds measured per scenario
+    warmup: float  # seconds of load, not measured, before each scenario
+    connections: int  # wrk connections for the read scenarios
+    create_connections: int  # wrk connections posting creates (bcrypt-bound)
+    timeout: float  # wrk gives up on a response after this long (counted as an error)
+    search: str  # the search term: a last-name fragment that matches some rows
+    server_cpus: str  # taskset list for the app servers
+    load_cpus: str  # taskset list for wrk
+    all_cpus: str  # for the "--workers 2 beside one worker" pair
+    floor_count: str  # what the floor counts on page 1: exact | estimate | none
+    pg_bin: Path
+    pg_locale: str
+    pg_shared_buffers: str
+    results: Path
+
+    @property
+    def create_duration(self) -> float:
+        """A create takes a second or more at bcrypt's 12 rounds: a 3 s smoke run would
+        finish few, or none; creates are measured for 10 s at least."""
+        return max(self.duration, FULL_DURATION)
+
+    @property
+    def is_smoke(self) -> bool:
+        return self.duration < FULL_DURATION or max(self.sizes) < FULL_SIZES[0]
+
+    @classmethod
+    def from_env(cls) -> BenchConfig:
+        ncpu = os.cpu_count() or 1
+        last = ncpu - 1
+        floor_count = _text("BENCH_FLOOR_COUNT", "exact")
+        if floor_count not in ("exact", "estimate", "none"):
+            raise BenchError("BENCH_FLOOR_COUNT must be exact, estimate or none")
+        return cls(
+            sizes=_int_list("BENCH_SIZES", FULL_SIZES),
+            duration=_number("BENCH_DURATION", FULL_DURATION),
+            warmup=_number("BENCH_WARMUP", 3.0),
+            connections=int(_number("BENCH_CONNECTIONS", 32)),
+            # Two hashes run at once per worker (WEBAPP_HASH_CONCURRENCY): four connections
+            # keep the hasher busy all the time; more would only queue behind it.
+            create_connections=int(_number("BENCH_CREATE_CONNECTIONS", 4)),
+            timeout=_number("BENCH_TIMEOUT", 10.0),
+            search=_text("BENCH_SEARCH", "nakam"),
+            server_cpus=_text("BENCH_SERVER_CPUS", "0"),
+            load_cpus=_text("BENCH_LOAD_CPUS", str(last)),
+            all_cpus=_text("BENCH_ALL_CPUS", f"0-{last}" if last else "0"),
+            floor_count=floor_count,
+            pg_bin=Path(_text("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin")),
+            pg_locale=_text("BENCH_PG_LOCALE", "C.UTF-8"),
+            pg_shared_buffers=_text("BENCH_PG_SHARED_BUFFERS", "1GB"),
+            results=Path(_text("BENCH_RESULTS", str(BENCH_DIR / "results.md"))),
+        )

@@ -1,0 +1,76 @@
+"""Which URLs the bench loads, and what a right answer contains. The one place to change them.
+
+A page that answers without its table (a sign-in page after a 303, an error page) would make
+fast, meaningless figures: each scenario is fetched once and checked before it is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from bench import client
+from bench.config import BenchError
+
+TABLE = '<table class="users">'
+ROW = '<tr id="user-'
+_NEXT_LINK = re.compile(r'<a href="([^"]+)"[^>]*\brel="next"')
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    name: str
+    path: str
+    markers: tuple[str, ...]  # what the body must contain
+
+    def check(self, base: str, cookie: str = "") -> str:
+        """Fetch once, check, and return the body."""
+        answer = client.fetch(base, self.path, cookie=cookie)
+        if answer.status != 200:
+            where = answer.header("Location")
+            raise BenchError(f"{self.name}: GET {self.path} answered {answer.status} {where}")
+        missing = [m for m in self.markers if m not in answer.body]
+        if missing:
+            raise BenchError(f"{self.name}: GET {self.path} lacks {missing}")
+        return answer.body
+
+
+def list_page(name: str, path: str) -> Page:
+    return Page(name, path, (TABLE, ROW))
+
+
+def next_link(body: str) -> str | None:
+    """The list's ``rel="next"`` link (a path with its query), if the page has one."""
+    match = _NEXT_LINK.search(body)
+    return match.group(1).replace("&amp;", "&") if match else None
+
+
+def deep_page_path(base: str, cookie: str, users: int, per_page: int = 50) -> str:
+    """A page far into the list: 90 % of the way through the default (name) sort.
+
+    Today the list pages by number (OFFSET). With keyset pagination this becomes a cursor
+    URL: build it from the sort key of the row at that position (the bench has the
+    database: ``ORDER BY last_name, first_name, id OFFSET n LIMIT 1``), or walk a few
+    ``next_link`` hops from such a page. Callers only need a path that shows rows.
+    """
+    del base, cookie  # for a cursor that has to be read from a page
+    number = max(1, users * 9 // 10 // per_page)
+    return f"/users?{urlencode({'page': number})}"
+
+
+def console_reads(base: str, cookie: str, users: int, search: str) -> list[Page]:
+    """The read scenarios, in the order they run and are reported."""
+    deep = deep_page_path(base, cookie, users)
+    return [
+        list_page("page 1", "/users"),
+        list_page(f"search “{search}”", f"/users?{urlencode({'q': search})}"),
+        # Far in, yet not the last page: it links onwards.
+        Page("deep page", deep, (TABLE, ROW, 'rel="next"')),
+        list_page("sorted (-created)", "/users?sort=-created"),
+        Page("health", "/health", ("<h1>Health</h1>",)),
+    ]
+
+
+def floor_page() -> Page:
+    return list_page("page 1", "/users")
