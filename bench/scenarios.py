@@ -65,8 +65,9 @@ def console_reads(base: str, cookie: str, users: int, search: str) -> list[Page]
     return [
         list_page("page 1", "/users"),
         list_page(f"search “{search}”", f"/users?{urlencode({'q': search})}"),
-        # Far in, yet not the last page: it links onwards.
-        Page("deep page", deep, (TABLE, ROW, 'rel="next"')),
+        # Far in: it links back and onwards. (A URL the list ignored would show page 1,
+        # which has no rel="prev", and fail here instead of measuring the wrong page.)
+        Page("deep page", deep, (TABLE, ROW, 'rel="prev"', 'rel="next"')),
         list_page("sorted (-created)", "/users?sort=-created"),
         Page("health", "/health", ("<h1>Health</h1>",)),
     ]
