@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint migrate seed bench clean
+.PHONY: run test lint migrate seed bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ seed: $(VENV)/.installed-run
 bench: $(VENV)/.installed-bench
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run
+
+# The README's screenshots (tests/browser/screenshots.py): a throw-away seeded SQLite
+# database, the console in Debian's Chromium, PNGs into docs/.
+screenshots: $(VENV)/.installed-test
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/python -m tests.browser.screenshots docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,12 @@ def redirect(response: Response, url: str) -> Response:
     return response
 
 
+def push_url(response: Response, url: str) -> Response:
+    """The address htmx puts in the bar instead of the one it asked for (its raw form)."""
+    response.headers["HX-Push-Url"] = url
+    return response
+
+
 def retarget(response: Response, target: str, swap: str = "outerHTML") -> Response:
     """Swap this answer into ``target`` instead of the element that asked for it."""
     response.headers["HX-Retarget"] = target

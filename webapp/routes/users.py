@@ -58,7 +58,12 @@ async def home(request: Request) -> RedirectResponse:
 @router.get("/users", name="list_users")
 async def list_users(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     query = UserListQuery.from_params(request.query_params)
-    return await _list_page(request, session, settings, query)
+    response = await _list_page(request, session, settings, query)
+    if htmx.wants_fragment(request):
+        # The search form sends every field, defaults too; show the short, canonical address.
+        params = query.params()
+        htmx.push_url(response, request.url.path + (f"?{urlencode(params)}" if params else ""))
+    return response
 
 
 @router.get("/users/new", name="new_user")
