@@ -27,10 +27,23 @@ SECURITY_HEADERS = {
 }
 
 
-def routes(app: FastAPI, *, public: bool = False) -> Iterator[tuple[str, RouteContext]]:
-    """Every (method, route) of the app, through included routers, as FastAPI sees them."""
+def is_api(route: RouteContext) -> bool:
+    """The JSON API and its schema answer 401 problems, not redirects: see tests/api/."""
+    path = route.path_format or ""
+    return path.startswith("/api/") or path == "/openapi.json"
+
+
+def routes(
+    app: FastAPI, *, public: bool = False, api: bool = False
+) -> Iterator[tuple[str, RouteContext]]:
+    """Every (method, route) of the app, through included routers, as FastAPI sees them:
+    the console's (the default) or the API's."""
     for route in iter_route_contexts(app.routes):
-        if isinstance(route.original_route, APIRoute) and (route.name in PUBLIC) == public:
+        if (
+            isinstance(route.original_route, APIRoute)
+            and (route.name in PUBLIC) == public
+            and is_api(route) == api
+        ):
             for method in sorted((route.methods or set()) - {"HEAD"}):
                 yield method, route
 

@@ -29,7 +29,7 @@ COLUMNS = {
     "version",
 }
 INDEXES = {"uq_users_email_key", "ix_users_name", "ix_users_created_at"}
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture
@@ -163,3 +163,32 @@ def test_second_revision_adds_audit_and_throttling_and_goes_back_cleanly(
     assert "must_change_password" not in {c["name"] for c in inspector.get_columns("users")}
     with fresh_db.connect() as conn:
         assert conn.execute(text("SELECT email FROM users")).scalar_one() == "kept@example.com"
+
+
+def test_third_revision_adds_api_tokens_and_goes_back_cleanly(
+    fresh_url: str, fresh_db: Engine
+) -> None:
+    migrations.upgrade(fresh_url, "0002")
+    assert "api_tokens" not in inspect(fresh_db).get_table_names()
+    migrations.upgrade(fresh_url)
+    inspector = inspect(fresh_db)
+    columns = {c["name"]: c for c in inspector.get_columns("api_tokens")}
+    assert set(columns) == {
+        "id",
+        "user_id",
+        "name",
+        "token_hash",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+    }
+    assert {n for n, c in columns.items() if c["nullable"]} == {"last_used_at", "expires_at"}
+    (foreign_key,) = inspector.get_foreign_keys("api_tokens")
+    assert foreign_key["referred_table"] == "users"
+    assert foreign_key["options"].get("ondelete") == "CASCADE"
+    unique = {i["name"] for i in inspector.get_indexes("api_tokens") if i["unique"]}
+    assert unique == {"uq_api_tokens_token_hash"}
+    migrations.downgrade(fresh_url, "0002")
+    assert "api_tokens" not in inspect(fresh_db).get_table_names()
+    assert "users" in inspect(fresh_db).get_table_names()

@@ -24,6 +24,9 @@ ACTIONS: dict[str, str] = {
     "auth.sign_in_failed": "Sign-in failed",
     "auth.sign_out": "Signed out",
     "auth.lockout": "Locked out",
+    "token.create": "Created API token",
+    "token.revoke": "Revoked API token",
+    "token.auth_failed": "API token refused",
 }
 # Never recorded, whatever a caller passes: the trail must not become a store of secrets.
 SECRET_FIELDS = frozenset({"password", "password_confirm", "password_hash", "current_password"})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -15,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from webapp import audit
 from webapp.audit import Actor
 from webapp.forms import UserCreate, UserFields
+from webapp.keyset import Cursor, KeyKind, KeysetPage, decode_cursor, encode_cursor
 from webapp.listing import UserListQuery
 from webapp.models import User, email_key
 from webapp.pagination import Page
@@ -85,6 +87,55 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     )
     items = (await session.scalars(stmt)).all()
     return Page(items=items, number=number, per_page=per_page, total=total)
+
+
+# Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
+_KEYSET: dict[str, tuple[tuple[Any, ...], tuple[KeyKind, ...]]] = {
+    "name": ((User.last_name, User.first_name, User.id), (str, str, int)),
+    "email": ((User.email_key, User.id), (str, int)),
+    "created": ((User.created_at, User.id), (datetime, int)),
+}
+
+
+async def list_users_page(
+    session: AsyncSession, query: UserListQuery, cursor: str | None, limit: int
+) -> KeysetPage[User]:
+    """A page of the list after (or before) ``cursor``: one index range scan, no OFFSET, no
+    count, so it costs the same on page 1 and page 20 000. ``CursorError`` on a bad cursor.
+    """
+    descending = query.sort.startswith("-")
+    name = query.sort.lstrip("-")
+    columns, kinds = _KEYSET[name]
+    at: Cursor | None = decode_cursor(cursor, query.sort, kinds) if cursor is not None else None
+    backwards = at is not None and at.direction == "p"
+    # Reading backwards is reading the opposite order from the cursor, then flipping the rows.
+    reverse = descending != backwards
+    stmt = _filtered(select(User), query)
+    if at is not None:
+        key = tuple_(*columns)
+        values = tuple_(
+            *(bindparam(None, v, type_=c.type) for v, c in zip(at.key, columns, strict=True))
+        )
+        stmt = stmt.where(key < values if reverse else key > values)
+    order = [c.desc() for c in columns] if reverse else list(columns)
+    rows = list((await session.scalars(stmt.order_by(*order).limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+    if not rows:
+        return KeysetPage(items=[], next_cursor=None, prev_cursor=None)
+
+    def key_of(user: User) -> list[Any]:
+        return [getattr(user, c.key) for c in columns]
+
+    has_next = more if not backwards else True
+    has_prev = more if backwards else at is not None
+    return KeysetPage(
+        items=rows,
+        next_cursor=encode_cursor(query.sort, "n", key_of(rows[-1])) if has_next else None,
+        prev_cursor=encode_cursor(query.sort, "p", key_of(rows[0])) if has_prev else None,
+    )
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

@@ -9,11 +9,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.datastructures import URL
 
-from webapp import auth, crud, htmx
+from webapp import api_auth, auth, crud, htmx
 from webapp.audit import Actor
 from webapp.config import Settings
 from webapp.db import SAFE_METHODS, session_scope
 from webapp.models import User
+from webapp.problems import ApiProblem, is_api_request
 from webapp.security import PasswordHasher
 
 
@@ -49,6 +50,12 @@ async def csrf_protect(request: Request) -> None:
     Installed on the whole app, so a new route cannot forget it.
     """
     if request.method in SAFE_METHODS:
+        return
+    if is_api_request(request) and (
+        api_auth.has_bearer(request) or auth.signed_in_user_id(request) is None
+    ):
+        # A bearer token, or no session at all, carries no cookie authority to forge: the
+        # API then authenticates by the token alone, never by the cookie (see api_admin).
         return
     submitted: object = request.headers.get(auth.CSRF_HEADER)
     if submitted is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
@@ -110,3 +117,35 @@ def _actor(request: Request, admin: CurrentAdmin) -> Actor:
 
 
 ActorDep = Annotated[Actor, Depends(_actor)]
+
+
+async def api_admin(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """The API's caller: a bearer token's owner, or else the admin signed in by cookie.
+
+    With an ``Authorization`` header the token alone decides (that is what exempts the
+    request from CSRF); the session cookie is not looked at.
+    """
+    if api_auth.authorization(request) is not None:
+        user = await api_auth.token_owner(request, session, settings)
+    else:
+        try:
+            user = await current_admin(request, session, settings)
+        except (auth.SignInRequired, auth.SetupRequired):
+            raise api_auth.unauthorized(
+                "Send Authorization: Bearer <token>, or sign in to the console."
+            ) from None
+        except auth.PasswordChangeRequired:
+            raise ApiProblem(
+                403, "Choose a new password in the console before you go on."
+            ) from None
+    return user
+
+
+ApiAdmin = Annotated[User, Depends(api_admin)]
+
+
+def _api_actor(request: Request, admin: ApiAdmin) -> Actor:
+    return Actor.of(admin, auth.client_address(request))
+
+
+ApiActorDep = Annotated[Actor, Depends(_api_actor)]

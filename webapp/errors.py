@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
-from webapp import auth, htmx
+from webapp import auth, htmx, problems
 from webapp.templating import render
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ def error_response(
     *,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
+    if problems.is_api_request(request):
+        return problems.problem_response(status_code, message, headers=headers)
     title = HTTPStatus(status_code).phrase
     if wants_json(request):
         return JSONResponse(
@@ -69,6 +71,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if problems.is_api_request(request):
+        return problems.validation_problem(exc)
     if any(err.get("loc", ("",))[0] == "path" for err in exc.errors()):
         return not_found(request)
     return error_response(request, 400, "The request could not be understood.")
@@ -94,6 +98,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def _redirect(request: Request, url: str, status_code: int, message: str) -> Response:
+    if problems.is_api_request(request):
+        return problems.problem_response(status_code, message)
     if wants_json(request):
         title = HTTPStatus(status_code).phrase
         body = {"status": status_code, "title": title, "detail": message, "location": url}
@@ -133,6 +139,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(auth.SetupRequired, _setup_required)
     app.add_exception_handler(auth.PasswordChangeRequired, _password_change_required)
     app.add_exception_handler(auth.CsrfError, _csrf_error)
+    app.add_exception_handler(problems.ApiProblem, problems.handle_api_problem)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)

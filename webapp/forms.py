@@ -126,6 +126,26 @@ class PasswordChange(_NewPassword):
         return value
 
 
+TOKEN_EXPIRY_DAYS = (0, 7, 30, 90, 365)  # 0: never expires
+
+
+class TokenCreate(_Form):
+    name: str = ""
+    expires_in_days: int = 90
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _name(value)
+
+    @field_validator("expires_in_days")
+    @classmethod
+    def _check_expiry(cls, value: int) -> int:
+        if value not in TOKEN_EXPIRY_DAYS:
+            raise ValueError("Choose one of the offered lifetimes.")
+        return value
+
+
 def parse_form(model: type[FormT], data: Mapping[str, Any]) -> tuple[FormT | None, FieldErrors]:
     """Validate a posted form; on failure return one readable message per field."""
     try:

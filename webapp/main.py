@@ -16,7 +16,7 @@ from webapp.errors import install_error_handlers
 from webapp.middleware import SecurityHeadersMiddleware
 from webapp.monitoring import start_monitoring
 from webapp.resources import resource_dir
-from webapp.routes import audit, auth, health, probes, users
+from webapp.routes import api, audit, auth, docs, health, probes, tokens, users
 from webapp.security import PasswordHasher
 from webapp.templating import make_templates
 
@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(audit.router)
+    app.include_router(tokens.router)
+    app.include_router(api.router)  # the only routes in /openapi.json: see webapp/openapi.py
+    app.include_router(docs.router)
     app.include_router(health.router, dependencies=[Depends(admin_for_health)])
     app.include_router(probes.router)  # public: see routes/probes.py
     install_error_handlers(app)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -133,3 +134,31 @@ class AuditEvent(Base):
         Index("ix_audit_events_target", target_id, at),
         Index("ix_audit_events_action", action, at),
     )
+
+
+class ApiToken(Base):
+    """A personal API token of an admin. Only its SHA-256 is stored; the token is shown once.
+
+    A fast hash is right here: the token is 256 random bits, so there is nothing to guess
+    that a slow hash would protect, and every API request looks it up.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    # The token's first characters, so its owner can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("uq_api_tokens_token_hash", token_hash, unique=True),
+        Index("ix_api_tokens_user_id", user_id, id),
+    )
+
+    def __repr__(self) -> str:  # never include the hash
+        return f"ApiToken(id={self.id!r}, prefix={self.prefix!r})"
