@@ -18,10 +18,10 @@ JSON = {"Accept": "application/json"}
 
 
 def skip_sign_in(app: FastAPI) -> FastAPI:
-    """The health pages need a signed-in admin, and checking one takes a pooled connection.
+    """The pool tests call ``/health*`` with plain HTTP clients, without signing in.
 
-    The pool tests count connections exactly, so the guard of ``/health*`` is switched off
-    (FastAPI's own override; the guard itself is tested with the sign-in tests).
+    So the guard of ``/health*`` is switched off here (FastAPI's own override); the guard
+    itself, and that it takes no pooled connection, is tested in tests/test_health.py.
     """
     for name in ("admin_for_health", "current_admin"):
         guard = getattr(deps, name, None)

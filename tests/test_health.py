@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
-from tests.factories import HTMX, make_settings, template_name
-from tests.pool_helpers import skip_sign_in
+from tests.conftest import LiveServer
+from tests.factories import HTMX, make_settings, signed_in_http, template_name
+from tests.pool_helpers import Holder, pool_figures, skip_sign_in
 from webapp.main import create_app
 
 # A closed port on this machine: connections are refused at once.
@@ -177,3 +181,34 @@ def test_pages_that_need_the_database_answer_503(down_client: TestClient) -> Non
     assert notice.headers["retry-after"] == "2"
     assert template_name(notice) == "_error_notice.html"
     assert "<html" not in notice.text
+
+
+def test_a_signed_in_health_page_does_not_wait_for_a_saturated_pool(
+    database_url: str, admin_id: int
+) -> None:
+    """The admin check of /health runs outside the pool: with every pooled connection held,
+    the page answers at once, shows them all in use, and does not count itself."""
+    app = create_app(make_settings(database_url, pool_size=1, max_overflow=0, pool_timeout=5))
+    holder = Holder(app)
+
+    async def scenario(base_url: str) -> tuple[int, float, dict[str, Any]]:
+        http = await signed_in_http(base_url)
+        try:
+            held = asyncio.create_task(http.get("/test/hold/h1"))
+            while (await pool_figures(http))["pool"]["in_use"] != 1:
+                await asyncio.sleep(0.02)
+            started = time.monotonic()
+            page = await http.get("/health")
+            elapsed = time.monotonic() - started
+            figures = await pool_figures(http)
+            holder.release()
+            await held
+            return page.status_code, elapsed, figures
+        finally:
+            await http.aclose()
+
+    with LiveServer(app) as server:
+        status, elapsed, figures = asyncio.run(scenario(server.url))
+    assert status == 200
+    assert elapsed < 2.5  # not the pool's 5 s wait
+    assert figures["pool"]["in_use"] == 1 and figures["pool"]["waiting"] == 0

@@ -226,3 +226,16 @@ async def test_through_pgbouncer_prepared_statements_must_be_off(database_url: s
     finally:
         await broken.dispose()
         await fixed.dispose()
+
+
+def test_a_bug_reported_as_operational_error_is_a_500_not_a_503(app: FastAPI) -> None:
+    """SQLite calls a missing table an OperationalError; it is a bug, not a busy database."""
+
+    async def broken(session: SessionDep) -> None:
+        await session.execute(text("SELECT * FROM no_such_table"))
+
+    app.add_api_route("/test/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/test/broken", headers={"Accept": "application/json"})
+    assert response.status_code == 500
+    assert "Retry-After" not in response.headers

@@ -60,7 +60,8 @@ def _filters(query: UserListQuery) -> list[ColumnElement[bool]]:
             or_(
                 User.first_name.icontains(term, autoescape=True),
                 User.last_name.icontains(term, autoescape=True),
-                User.email.icontains(term, autoescape=True),
+                # email_key is the address lowered already (and trigram-indexed on PostgreSQL).
+                User.email_key.contains(term.lower(), autoescape=True),
             )
         )
     if query.active:

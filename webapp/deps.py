@@ -98,16 +98,19 @@ CurrentAdmin = Annotated[User, Depends(current_admin)]
 DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
-async def admin_for_health(request: Request, session: SessionDep, settings: SettingsDep) -> None:
-    """Like ``current_admin``, but the health pages stay readable when the database is not.
+async def admin_for_health(request: Request, settings: SettingsDep) -> None:
+    """Like ``current_admin``, but for the pages that watch the pool, so never from the pool.
 
-    During an outage or a saturated pool the database cannot confirm who is signed in; the
-    session cookie, signed and time-limited, still vouches for an admin who signed in.
+    The check runs on the probe engine's own short-lived connection: a saturated pool does not
+    make the health page wait, and the page does not count itself as a connection in use.
+    When the database cannot answer at all, the session cookie, signed and time-limited,
+    still vouches for an admin who signed in.
     """
+    probe: AsyncEngine = request.app.state.probe_engine
     try:
-        await current_admin(request, session, settings)
+        async with AsyncSession(probe, expire_on_commit=False) as session:
+            await current_admin(request, session, settings)
     except DATABASE_UNAVAILABLE:
-        await session.rollback()  # leave nothing half-done for the dependency's commit
         if auth.signed_in_user_id(request) is None:
             raise auth.SignInRequired(_return_path(request)) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 from urllib.parse import urlencode
@@ -78,7 +79,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(request, 400, "The request could not be understood.")
 
 
+def _passes_with_time(exc: Exception) -> bool:
+    """A full pool, an unreachable or restarting server, a lock, a cancelled statement: yes.
+    A bug that SQLite happens to report as an OperationalError ("no such table"): no."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.OperationalError):
+        message = str(orig).lower()
+        return any(word in message for word in ("locked", "busy", "unable to open", "disk i/o"))
+    return True
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    if not _passes_with_time(exc):
+        return await _unexpected(request, exc)
     # Pool exhausted past its timeout, or the database unreachable: both pass with time,
     # so say so and ask the client to retry, instead of a 500 or a hang.
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
