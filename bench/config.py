@@ -74,7 +74,7 @@ class BenchConfig:
     def from_env(cls) -> BenchConfig:
         ncpu = os.cpu_count() or 1
         last = ncpu - 1
-        floor_count = _text("BENCH_FLOOR_COUNT", "exact")
+        floor_count = _text("BENCH_FLOOR_COUNT", "none")
         if floor_count not in ("exact", "estimate", "none"):
             raise BenchError("BENCH_FLOOR_COUNT must be exact, estimate or none")
         return cls(

@@ -10,8 +10,11 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+import psycopg
+
 from bench import client
 from bench.config import BenchError
+from webapp.keyset import encode_cursor
 
 TABLE = '<table class="users">'
 ROW = '<tr id="user-'
@@ -46,22 +49,27 @@ def next_link(body: str) -> str | None:
     return match.group(1).replace("&amp;", "&") if match else None
 
 
-def deep_page_path(base: str, cookie: str, users: int, per_page: int = 50) -> str:
+def deep_page_path(dsn: str, users: int) -> str:
     """A page far into the list: 90 % of the way through the default (name) sort.
 
-    Today the list pages by number (OFFSET). With keyset pagination this becomes a cursor
-    URL: build it from the sort key of the row at that position (the bench has the
-    database: ``ORDER BY last_name, first_name, id OFFSET n LIMIT 1``), or walk a few
-    ``next_link`` hops from such a page. Callers only need a path that shows rows.
+    The list pages by keyset cursor, as a person clicking "Next" that often would reach it:
+    the cursor names the sort key of the row just before the page.
     """
-    del base, cookie  # for a cursor that has to be read from a page
-    number = max(1, users * 9 // 10 // per_page)
-    return f"/users?{urlencode({'page': number})}"
+    position = max(1, users * 9 // 10)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT last_name, first_name, id FROM users "
+            "ORDER BY last_name, first_name, id OFFSET %s LIMIT 1",
+            (position,),
+        ).fetchone()
+    if row is None:
+        raise BenchError(f"no row at position {position} for the deep page")
+    return f"/users?{urlencode({'cursor': encode_cursor('name', 'n', list(row))})}"
 
 
-def console_reads(base: str, cookie: str, users: int, search: str) -> list[Page]:
+def console_reads(dsn: str, users: int, search: str) -> list[Page]:
     """The read scenarios, in the order they run and are reported."""
-    deep = deep_page_path(base, cookie, users)
+    deep = deep_page_path(dsn, users)
     return [
         list_page("page 1", "/users"),
         list_page(f"search “{search}”", f"/users?{urlencode({'q': search})}"),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from html import unescape
+
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, text
 
 from tests.factories import HTMX, insert_user
+from webapp.models import User
 
 
 def names(response_text: str, ids: list[int]) -> list[int]:
@@ -101,24 +106,82 @@ def test_filters(client: TestClient, db: Engine) -> None:
     assert set(names(client.get("/users?active=yes&admin=no").text, ids)) == {plain}
 
 
-def test_pages_of_fifty(client: TestClient, db: Engine) -> None:
+def _link(html: str, rel: str) -> str | None:
+    match = re.search(rf'<a href="([^"]+)"[^>]*rel="{rel}"', html)
+    return unescape(match.group(1)) if match else None
+
+
+def test_pages_follow_the_sort_by_cursor(client: TestClient, db: Engine) -> None:
     ids = [insert_user(db, last_name=f"Person{n:03d}") for n in range(120)]
     first = client.get("/users?admin=no")  # the 120, without the signed-in admin
-    assert len(names(first.text, ids)) == 50
-    assert "120 users match your search · showing 1–50" in first.text
-    assert "Page 1 of 3" in first.text and 'rel="next"' in first.text
-    last = client.get("/users?page=3&admin=no", headers=HTMX)
-    assert len(names(last.text, ids)) == 20
-    assert "showing 101–120" in last.text and 'rel="prev"' in last.text
-    # Links keep the search and sort; a page past the end shows the last page.
-    assert "page=2" in last.text and "admin=no" in last.text
-    beyond = client.get("/users?page=99&admin=no")
-    assert "Page 3 of 3" in beyond.text
+    assert names(first.text, ids) == ids[:50]
+    assert "120 users match your search" in first.text
+    assert _link(first.text, "prev") is None and _link(first.text, "first") is None
+    second_url = _link(first.text, "next")
+    assert second_url is not None and "admin=no" in second_url and "cursor=" in second_url
+    second = client.get(second_url, headers=HTMX)
+    assert names(second.text, ids) == ids[50:100]
+    third = client.get(_link(second.text, "next") or "")
+    assert names(third.text, ids) == ids[100:]
+    assert _link(third.text, "next") is None  # the end
+    back = client.get(_link(third.text, "prev") or "")
+    assert names(back.text, ids) == ids[50:100]
+    assert names(client.get(_link(back.text, "first") or "").text, ids) == ids[:50]
+    # Backwards from the newest, by creation date.
+    newest = client.get("/users?admin=no&sort=-created")
+    assert names(newest.text, ids) == ids[::-1][:50]
+    older = client.get(_link(newest.text, "next") or "")
+    assert names(older.text, ids) == ids[::-1][50:100]
+
+
+def test_a_cursor_that_is_not_ours_starts_over(client: TestClient, db: Engine) -> None:
+    ids = [insert_user(db, last_name=f"Person{n:03d}") for n in range(60)]
+    by_email = client.get("/users?admin=no&sort=email")
+    cursor = re.search(r"cursor=([^&\"]+)", _link(by_email.text, "next") or "")
+    assert cursor is not None
+    for bad in ("garbage", "%00", "x" * 3000, cursor.group(1)):  # the last: another sort's
+        response = client.get(f"/users?admin=no&cursor={bad}")
+        assert response.status_code == 200
+        assert names(response.text, ids) == ids[:50]
+
+
+def test_large_results_are_estimated_and_counted_on_demand(
+    client: TestClient, db: Engine, is_postgres: bool
+) -> None:
+    """Past 1,000 matches PostgreSQL's planner estimates the size; "count exactly" counts."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "first_name": "Bulk",
+            "last_name": "User",
+            "email": f"bulk{n}@x.example",
+            "email_key": f"bulk{n}@x.example",
+            "password_hash": "x",
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        for n in range(1600)
+    ]
+    with db.begin() as conn:
+        conn.execute(insert(User), rows)
+        if is_postgres:
+            conn.execute(text("ANALYZE users"))
+    page = client.get("/users?q=bulk")
+    exact = client.get("/users?q=bulk&count=exact")
+    assert "1,600 users match your search" in exact.text
+    if is_postgres:
+        estimate = re.search(r"About ([\d,]+) users match your search", page.text)
+        assert estimate is not None, page.text
+        assert 1000 < int(estimate.group(1).replace(",", "")) < 3200  # the planner's guess
+        assert "count exactly" in page.text
+    else:  # SQLite always counts
+        assert "1,600 users match your search" in page.text
 
 
 def test_malformed_parameters_fall_back_to_defaults(client: TestClient, db: Engine) -> None:
     insert_user(db)
-    for query in ("page=abc", "page=-5", "sort=password_hash", "active=maybe", "q=%00", "page=1e9"):
+    for query in ("cursor=abc", "count=maybe", "sort=password_hash", "active=maybe", "q=%00"):
         response = client.get(f"/users?{query}")
         assert response.status_code == 200, query
         assert "2 users" in response.text  # and the signed-in admin

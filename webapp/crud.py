@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp import audit
 from webapp.audit import Actor
+from webapp.counting import Count, count_rows
 from webapp.forms import UserCreate, UserFields
-from webapp.keyset import Cursor, KeyKind, KeysetPage, decode_cursor, encode_cursor
+from webapp.keyset import Cursor, CursorError, KeyKind, KeysetPage, decode_cursor, encode_cursor
 from webapp.listing import UserListQuery
 from webapp.models import User, email_key
-from webapp.pagination import Page
 
 # PostgreSQL names the index (uq_users_email_key), SQLite the column (users.email_key).
 EMAIL_UNIQUE_MARK = "email_key"
@@ -76,18 +78,36 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
     return stmt.where(and_(*conditions)) if conditions else stmt
 
 
-async def list_users(session: AsyncSession, query: UserListQuery, per_page: int) -> Page[User]:
-    total = (await session.execute(_filtered(select(func.count(User.id)), query))).scalar_one()
-    pages = max(1, -(-total // per_page))
-    number = min(query.page, pages)
-    stmt = (
-        _filtered(select(User), query)
-        .order_by(*_SORTS[query.sort])
-        .offset((number - 1) * per_page)
-        .limit(per_page)
+# A search matching up to this many rows (by the planner's estimate) reads its matches
+# first and sorts them; a broader one walks the sort index and finds its page quickly.
+MATCHES_FIRST_UP_TO = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class UserList:
+    page: KeysetPage[User]
+    count: Count
+
+
+async def list_users(session: AsyncSession, query: UserListQuery, per_page: int) -> UserList:
+    """The console's list: a keyset page, and how many users match (exact or estimated).
+
+    A cursor that is not one of ours (hand-edited, or from another sort) starts over at the
+    first page rather than failing: the list's links are for people.
+    """
+    count = await count_rows(session, _filtered(select(User.id), query), exact=query.exact_count)
+    matches_first = (
+        bool(query.terms)
+        and session.get_bind().dialect.name == "postgresql"
+        and count.value <= MATCHES_FIRST_UP_TO
     )
-    items = (await session.scalars(stmt)).all()
-    return Page(items=items, number=number, per_page=per_page, total=total)
+    try:
+        page = await list_users_page(
+            session, query, query.cursor or None, per_page, matches_first=matches_first
+        )
+    except CursorError:
+        page = await list_users_page(session, query, None, per_page, matches_first=matches_first)
+    return UserList(page, count)
 
 
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
@@ -99,23 +119,40 @@ _KEYSET: dict[str, tuple[tuple[Any, ...], tuple[KeyKind, ...]]] = {
 
 
 async def list_users_page(
-    session: AsyncSession, query: UserListQuery, cursor: str | None, limit: int
+    session: AsyncSession,
+    query: UserListQuery,
+    cursor: str | None,
+    limit: int,
+    *,
+    matches_first: bool = False,
 ) -> KeysetPage[User]:
     """A page of the list after (or before) ``cursor``: one index range scan, no OFFSET, no
     count, so it costs the same on page 1 and page 20 000. ``CursorError`` on a bad cursor.
+
+    ``matches_first`` fences the search off (a MATERIALIZED CTE): PostgreSQL then reads the
+    matching rows through the trigram indexes and sorts those, instead of walking the sort
+    index until a page of matches turns up, which is slow when the matches bunch together
+    far along it (every "Nakamura" sits in the middle of the alphabet).
     """
     descending = query.sort.startswith("-")
     name = query.sort.lstrip("-")
-    columns, kinds = _KEYSET[name]
+    sort_columns, kinds = _KEYSET[name]
+    if matches_first:
+        matches = _filtered(select(User), query).cte("matches").prefix_with("MATERIALIZED")
+        entity: Any = aliased(User, matches)
+        stmt = select(entity)
+    else:
+        entity = User
+        stmt = _filtered(select(User), query)
+    columns = tuple(getattr(entity, c.key) for c in sort_columns)
     at: Cursor | None = decode_cursor(cursor, query.sort, kinds) if cursor is not None else None
     backwards = at is not None and at.direction == "p"
     # Reading backwards is reading the opposite order from the cursor, then flipping the rows.
     reverse = descending != backwards
-    stmt = _filtered(select(User), query)
     if at is not None:
         key = tuple_(*columns)
         values = tuple_(
-            *(bindparam(None, v, type_=c.type) for v, c in zip(at.key, columns, strict=True))
+            *(bindparam(None, v, type_=c.type) for v, c in zip(at.key, sort_columns, strict=True))
         )
         stmt = stmt.where(key < values if reverse else key > values)
     order = [c.desc() for c in columns] if reverse else list(columns)
@@ -128,7 +165,7 @@ async def list_users_page(
         return KeysetPage(items=[], next_cursor=None, prev_cursor=None)
 
     def key_of(user: User) -> list[Any]:
-        return [getattr(user, c.key) for c in columns]
+        return [getattr(user, c.key) for c in sort_columns]
 
     has_next = more if not backwards else True
     has_prev = more if backwards else at is not None
@@ -139,17 +176,20 @@ async def list_users_page(
     )
 
 
+# The id column is a 32-bit integer: a larger id in a URL names no user, and must not reach
+# PostgreSQL, which refuses the comparison itself ("integer out of range") with an error.
+MAX_ID = 2**31 - 1
+
+
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
+    if not 0 < user_id <= MAX_ID:
+        return None
     return await session.get(User, user_id)
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     stmt = select(User).where(User.email_key == email_key(email))
     return (await session.scalars(stmt)).one_or_none()
-
-
-async def count_users(session: AsyncSession) -> int:
-    return (await session.execute(select(func.count(User.id)))).scalar_one()
 
 
 @asynccontextmanager

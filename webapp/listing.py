@@ -1,10 +1,12 @@
-"""The user list's query string: search, sort, filters and page, parsed leniently."""
+"""The user list's query string: search, sort, filters and position, parsed leniently."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
+
+from webapp.keyset import CURSOR_MAX
 
 SortKey = Literal["name", "-name", "email", "-email", "created", "-created"]
 SORT_KEYS: tuple[SortKey, ...] = ("name", "-name", "email", "-email", "created", "-created")
@@ -26,29 +28,29 @@ class UserListQuery:
     sort: SortKey = DEFAULT_SORT
     active: Flag = ""
     admin: Flag = ""
-    page: int = 1
+    # Where the page starts: an opaque keyset cursor (webapp.keyset), empty for the first page.
+    cursor: str = ""
+    # "Count exactly" asked for: otherwise a large result's size is the planner's estimate.
+    exact_count: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> UserListQuery:
         sort = params.get("sort", DEFAULT_SORT)
-        try:
-            page = max(1, min(int(params.get("page", "1")), 10**9))
-        except ValueError:
-            page = 1
         q = " ".join(params.get("q", "").replace("\x00", "").split())[:SEARCH_MAX]
         return cls(
             q=q,
             sort=sort if sort in SORT_KEYS else DEFAULT_SORT,
             active=_flag(params.get("active")),
             admin=_flag(params.get("admin")),
-            page=page,
+            cursor=params.get("cursor", "")[:CURSOR_MAX],
+            exact_count=params.get("count") == "exact",
         )
 
     @property
     def terms(self) -> list[str]:
         return self.q.split()
 
-    def params(self, **changes: str | int) -> dict[str, str]:
+    def params(self, **changes: str | bool) -> dict[str, str]:
         """Query parameters for a link to this list with ``changes``; defaults are left out."""
         query = replace(self, **changes)  # type: ignore[arg-type]
         out = {
@@ -56,7 +58,8 @@ class UserListQuery:
             "sort": query.sort if query.sort != DEFAULT_SORT else "",
             "active": query.active,
             "admin": query.admin,
-            "page": str(query.page) if query.page != 1 else "",
+            "cursor": query.cursor,
+            "count": "exact" if query.exact_count else "",
         }
         return {k: v for k, v in out.items() if v}
 

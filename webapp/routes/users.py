@@ -39,13 +39,13 @@ def _user_values(user: User) -> dict[str, Any]:
 async def _list_page(
     request: Request, session: SessionDep, settings: SettingsDep, query: UserListQuery
 ) -> Response:
-    page = await crud.list_users(session, query, settings.per_page)
+    listing = await crud.list_users(session, query, settings.per_page)
     params = query.params()
     next_url = request.url_for("list_users").path + (f"?{urlencode(params)}" if params else "")
     return render(
         request,
         "users/list.html",
-        {"page": page, "query": query, "next_url": next_url},
+        {"page": listing.page, "count": listing.count, "query": query, "next_url": next_url},
         fragment="users/_table.html",
     )
 
