@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     hash_concurrency: int = Field(default=2, ge=1, le=64)
     secret_key: SecretStr | None = None
     per_page: int = Field(default=50, ge=1, le=500)
+    # Larger request bodies get a 413 before they are read into memory.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     session_max_age: int = Field(default=8 * 3600, ge=60)
     setup_enabled: bool = True
     login_max_failures: int = Field(default=5, ge=1)

@@ -113,7 +113,7 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
 _KEYSET: dict[str, tuple[tuple[Any, ...], tuple[KeyKind, ...]]] = {
     "name": ((User.last_name, User.first_name, User.id), (str, str, int)),
-    "email": ((User.email_key, User.id), (str, int)),
+    "email": ((User.email_key,), (str,)),  # unique: no tie to break, and its index serves
     "created": ((User.created_at, User.id), (datetime, int)),
 }
 

@@ -13,7 +13,7 @@ from webapp.config import Settings, get_settings
 from webapp.db import make_engine, make_sessionmaker
 from webapp.deps import admin_for_health, csrf_protect
 from webapp.errors import install_error_handlers
-from webapp.middleware import SecurityHeadersMiddleware
+from webapp.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from webapp.monitoring import start_monitoring
 from webapp.resources import resource_dir
 from webapp.routes import api, audit, auth, docs, health, probes, tokens, users
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=settings.env == "production",
     )
     app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=resource_dir("static")), name="static")
     app.include_router(auth.router)
     app.include_router(users.router)
