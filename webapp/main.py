@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(csrf_protect)],
     )
     app.state.settings = settings
-    app.state.templates = make_templates()
+    app.state.templates = make_templates(auto_reload=settings.env == "development")
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret(),

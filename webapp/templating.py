@@ -20,10 +20,12 @@ FlashLevel = Literal["success", "info", "warning", "error"]
 _FLASH_KEY = "_flashes"
 
 
-def make_templates() -> Jinja2Templates:
+def make_templates(*, auto_reload: bool = True) -> Jinja2Templates:
     templates = Jinja2Templates(
         directory=str(resource_dir("templates")), context_processors=[_request_globals]
     )
+    # Reloading checks every template file's time on every use: 60 stat() calls a list page.
+    templates.env.auto_reload = auto_reload
     templates.env.globals["url_for"] = url_for
     templates.env.filters["datetime"] = format_datetime
     templates.env.globals["htmx_version"] = "2.0.11"
