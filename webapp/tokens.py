@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp import audit
 from webapp.audit import Actor
+from webapp.crud import MAX_ID
 from webapp.models import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "wat_"  # "webapp API token": recognisable in a leaked config or a log
@@ -71,6 +72,8 @@ async def list_tokens(session: AsyncSession, owner_id: int) -> Sequence[ApiToken
 
 async def get_token(session: AsyncSession, owner_id: int, token_id: int) -> ApiToken | None:
     """One of ``owner_id``'s tokens; another admin's token is as good as absent."""
+    if not 0 < token_id <= MAX_ID:  # beyond the column's range: none, not a database error
+        return None
     token = await session.get(ApiToken, token_id)
     return token if token is not None and token.user_id == owner_id else None
 

@@ -89,3 +89,9 @@ def test_the_audit_page_lists_token_actions(client: TestClient) -> None:
     _create(client)
     page = client.get("/audit", params={"action": "token.create"})
     assert "Created API token" in page.text
+
+
+def test_revoking_an_id_beyond_the_column_is_a_404_not_an_error(client: TestClient) -> None:
+    for token_id in ("0", "2147483648", "99999999999999999999"):
+        response = client.post(f"/tokens/{token_id}/revoke")
+        assert response.status_code == 404, token_id
