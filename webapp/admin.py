@@ -31,7 +31,10 @@ async def create_admin(
         field, message = next(iter(errors.items()))
         raise AdminError(f"{field.replace('_', ' ')}: {message}")
     hasher = PasswordHasher(settings.bcrypt_rounds, 1)
-    password_hash = await hasher.hash(data.password)
+    try:
+        password_hash = await hasher.hash(data.password)
+    finally:
+        hasher.close()
     engine = make_engine(settings)
     try:
         async with make_sessionmaker(engine)() as session:

@@ -29,12 +29,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.hasher = PasswordHasher(settings.bcrypt_rounds, settings.hash_concurrency)
+    hasher = app.state.hasher = PasswordHasher(settings.bcrypt_rounds, settings.hash_concurrency)
     stop_monitoring = await start_monitoring(app.state, engine, settings)
     try:
         yield
     finally:
         await stop_monitoring()
+        hasher.close()
         # Closes every pooled connection; uvicorn has let in-flight requests finish first.
         await engine.dispose()
 

@@ -1,42 +1,65 @@
-"""Password hashing with bcrypt, off the event loop and under a limiter of its own."""
+"""Password hashing with bcrypt, off the event loop, in low-priority threads of its own."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-from anyio import CapacityLimiter, to_thread
 from passlib.context import CryptContext
 
 BCRYPT_MAX_BYTES = 72
+# How much lower than request handling bcrypt runs (Linux niceness is per thread).
+HASH_NICENESS = 10
+
+T = TypeVar("T")
+
+
+def _lower_priority() -> None:
+    """Make this hashing thread yield the CPU to the threads that serve pages."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: hashing still works
+        pass
 
 
 class PasswordHasher:
-    """Hashes and verifies passwords in worker threads.
+    """Hashes and verifies passwords in a small pool of threads of its own.
 
-    bcrypt releases the GIL, so hashing in a thread keeps the loop free; the limiter caps
-    how many hashes run at once, so a burst of creates cannot take every worker thread
-    (or every core) from the pages that only read.
+    bcrypt releases the GIL, so hashing in a thread keeps the event loop free. The pool's
+    size caps how many hashes run at once, and its threads run at a lower priority, so a
+    burst of creates or sign-ins slows itself down, not the pages that only read.
     """
 
     def __init__(self, rounds: int, concurrency: int) -> None:
         self.context = CryptContext(
             schemes=["bcrypt"], deprecated="auto", bcrypt__rounds=rounds, bcrypt__ident="2b"
         )
-        self._limiter = CapacityLimiter(concurrency)
+        self._pool = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="bcrypt", initializer=_lower_priority
+        )
         # A well-formed hash that matches nothing: verifying against it costs what a real
         # verification costs, so an unknown email answers as slowly as a known one.
         self.dummy_hash = f"$2b${rounds:02d}${_noise(22)}{_noise(31)}"
 
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+
     async def hash(self, password: str) -> str:
         check_length(password)
-        return await to_thread.run_sync(self.context.hash, password, limiter=self._limiter)
+        return str(await self._run(self.context.hash, password))
 
     async def verify(self, password: str, password_hash: str) -> bool:
         if len(password.encode()) > BCRYPT_MAX_BYTES:
             return False
-        return await to_thread.run_sync(
-            self.context.verify, password, password_hash, limiter=self._limiter
-        )
+        return bool(await self._run(self.context.verify, password, password_hash))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def needs_update(self, password_hash: str) -> bool:
         """True when the hash was made with weaker settings than the current ones."""

@@ -13,12 +13,19 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, func, select
 
-from tests.factories import insert_user
+from tests.factories import csrf_from, insert_user
 from tests.faults.figures import Figures
-from webapp.forms import PasswordSet, UserCreate, UserUpdate, parse_form
-from webapp.models import User
+from webapp.forms import (
+    PasswordChange,
+    PasswordSet,
+    TokenCreate,
+    UserCreate,
+    UserUpdate,
+    parse_form,
+)
+from webapp.models import ApiToken, User
 
 pytestmark = pytest.mark.faults
 
@@ -224,6 +231,94 @@ def test_sign_in_form(
     response = _post(anon_client, figures, "/login", pairs)
     assert response.status_code < 500, response.status_code
     assert _rows(db) == before  # a refused sign-in changes no user
+
+
+def _tokens(db: Engine) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(ApiToken)).scalar_one())
+
+
+@given(
+    pairs=form_pairs(["current_password", "password", "password_confirm", "junk"]),
+    content_type=st.sampled_from(CONTENT_TYPES),
+)
+@EXAMPLES
+def test_own_password_form(
+    client: TestClient,
+    db: Engine,
+    figures: Figures,
+    pairs: list[tuple[str, str]],
+    content_type: str,
+) -> None:
+    before = _rows(db)
+    response = _post(client, figures, "/account/password", pairs, content_type)
+    assert response.status_code in (303, 400, 422), response.status_code
+    if response.status_code != 303:
+        assert _rows(db) == before
+    if response.status_code == 422:
+        errors = _expected_errors(PasswordChange, pairs, content_type)
+        if errors:
+            _shown(response, errors)
+        else:  # the form was well made; the current password was wrong, or reused
+            assert (
+                "This is not your current password." in response.text
+                or "different from the current one" in response.text
+            )
+
+
+@given(
+    pairs=form_pairs(["name", "expires_in_days", "junk"]),
+    content_type=st.sampled_from(CONTENT_TYPES),
+)
+@EXAMPLES
+def test_token_form(
+    client: TestClient,
+    db: Engine,
+    figures: Figures,
+    pairs: list[tuple[str, str]],
+    content_type: str,
+) -> None:
+    before = _tokens(db)
+    response = _post(client, figures, "/tokens", pairs, content_type)
+    assert response.status_code in (201, 400, 422), response.status_code
+    if response.status_code != 201:
+        assert _tokens(db) == before
+    if response.status_code == 422:
+        _shown(response, _expected_errors(TokenCreate, pairs, content_type))
+
+
+@given(pairs=form_pairs(USER_FIELDS), content_type=st.sampled_from(CONTENT_TYPES))
+@EXAMPLES
+def test_setup_form(
+    anon_client: TestClient,
+    db: Engine,
+    figures: Figures,
+    pairs: list[tuple[str, str]],
+    content_type: str,
+) -> None:
+    """No admin yet: the one-time setup form takes the same odd input as the others."""
+    with db.begin() as conn:
+        conn.execute(delete(User))
+    with_csrf_for_setup(anon_client)
+    response = _post(anon_client, figures, "/setup", pairs, content_type)
+    assert response.status_code in (303, 400, 422), response.status_code
+    rows = _rows(db)
+    if response.status_code == 303:
+        assert len(rows) == 1 and rows[0].is_admin
+    else:
+        assert rows == []
+    if response.status_code == 422:
+        form = {**dict(pairs), "is_active": "yes", "is_admin": "yes"}
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            form = {"is_active": "yes", "is_admin": "yes"}
+        _shown(response, parse_form(UserCreate, form)[1])
+
+
+def with_csrf_for_setup(client: TestClient) -> None:
+    """The setup page hands out the session's CSRF token while no admin exists."""
+    page = client.get("/setup")
+    assert page.status_code == 200, page.status_code
+    client.headers["X-CSRF-Token"] = csrf_from(page.text)
 
 
 # Long, but the whole URL stays under the 64 KiB an HTTP client will send.
