@@ -6,18 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp import audit
 from webapp.audit import Actor
-from webapp.counting import Count, count_rows
+from webapp.counting import Count, count_rows, count_table
 from webapp.forms import UserCreate, UserFields
 from webapp.keyset import Cursor, CursorError, KeyKind, KeysetPage, decode_cursor, encode_cursor
 from webapp.listing import UserListQuery
@@ -83,9 +82,33 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
 MATCHES_FIRST_UP_TO = 50_000
 
 
+class UserRow(NamedTuple):
+    """A row of the list (and of the API's pages): plain values, never the password hash.
+
+    Read as tuples rather than ORM objects, and held in a named tuple, whose fields a
+    template reads at C speed: a page of 50 rows costs a fraction of what objects did.
+    """
+
+    id: int
+    first_name: str
+    last_name: str
+    email: str
+    email_key: str
+    is_active: bool
+    is_admin: bool
+    must_change_password: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+ROW_COLUMNS = tuple(getattr(User, name) for name in UserRow._fields)
+USERS = cast(Table, User.__table__)
+
+
 @dataclass(frozen=True, slots=True)
 class UserList:
-    page: KeysetPage[User]
+    page: KeysetPage[UserRow]
     count: Count
 
 
@@ -95,7 +118,12 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     A cursor that is not one of ours (hand-edited, or from another sort) starts over at the
     first page rather than failing: the list's links are for people.
     """
-    count = await count_rows(session, _filtered(select(User.id), query), exact=query.exact_count)
+    if _filters(query):
+        count = await count_rows(
+            session, _filtered(select(User.id), query), exact=query.exact_count
+        )
+    else:
+        count = await count_table(session, USERS, exact=query.exact_count)
     matches_first = (
         bool(query.terms)
         and session.get_bind().dialect.name == "postgresql"
@@ -125,7 +153,7 @@ async def list_users_page(
     limit: int,
     *,
     matches_first: bool = False,
-) -> KeysetPage[User]:
+) -> KeysetPage[UserRow]:
     """A page of the list after (or before) ``cursor``: one index range scan, no OFFSET, no
     count, so it costs the same on page 1 and page 20 000. ``CursorError`` on a bad cursor.
 
@@ -138,13 +166,12 @@ async def list_users_page(
     name = query.sort.lstrip("-")
     sort_columns, kinds = _KEYSET[name]
     if matches_first:
-        matches = _filtered(select(User), query).cte("matches").prefix_with("MATERIALIZED")
-        entity: Any = aliased(User, matches)
-        stmt = select(entity)
+        matches = _filtered(select(*ROW_COLUMNS), query).cte("matches").prefix_with("MATERIALIZED")
+        stmt = select(matches)
+        columns: tuple[Any, ...] = tuple(matches.c[c.key] for c in sort_columns)
     else:
-        entity = User
-        stmt = _filtered(select(User), query)
-    columns = tuple(getattr(entity, c.key) for c in sort_columns)
+        stmt = _filtered(select(*ROW_COLUMNS), query)
+        columns = sort_columns
     at: Cursor | None = decode_cursor(cursor, query.sort, kinds) if cursor is not None else None
     backwards = at is not None and at.direction == "p"
     # Reading backwards is reading the opposite order from the cursor, then flipping the rows.
@@ -156,7 +183,8 @@ async def list_users_page(
         )
         stmt = stmt.where(key < values if reverse else key > values)
     order = [c.desc() for c in columns] if reverse else list(columns)
-    rows = list((await session.scalars(stmt.order_by(*order).limit(limit + 1))).all())
+    result = await session.execute(stmt.order_by(*order).limit(limit + 1))
+    rows = [UserRow._make(row) for row in result]
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -164,8 +192,8 @@ async def list_users_page(
     if not rows:
         return KeysetPage(items=[], next_cursor=None, prev_cursor=None)
 
-    def key_of(user: User) -> list[Any]:
-        return [getattr(user, c.key) for c in sort_columns]
+    def key_of(row: UserRow) -> list[Any]:
+        return [getattr(row, c.key) for c in sort_columns]
 
     has_next = more if not backwards else True
     has_prev = more if backwards else at is not None

@@ -1,4 +1,8 @@
-"""Dependency aliases for routes: the one place that calls ``Depends``."""
+"""Dependency aliases for routes: the one place that calls ``Depends``.
+
+The dependencies are ``async def`` even when they never wait: FastAPI runs a plain ``def``
+dependency in a worker thread, a hop that costs more than the function itself.
+"""
 
 from __future__ import annotations
 
@@ -18,17 +22,17 @@ from webapp.problems import ApiProblem, is_api_request
 from webapp.security import PasswordHasher
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _engine(request: Request) -> AsyncEngine:
+async def _engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def _hasher(request: Request) -> PasswordHasher:
+async def _hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.hasher
     return hasher
 
@@ -115,7 +119,7 @@ async def admin_for_health(request: Request, settings: SettingsDep) -> None:
             raise auth.SignInRequired(_return_path(request)) from None
 
 
-def _actor(request: Request, admin: CurrentAdmin) -> Actor:
+async def _actor(request: Request, admin: CurrentAdmin) -> Actor:
     return Actor.of(admin, auth.client_address(request))
 
 
@@ -147,7 +151,7 @@ async def api_admin(request: Request, session: SessionDep, settings: SettingsDep
 ApiAdmin = Annotated[User, Depends(api_admin)]
 
 
-def _api_actor(request: Request, admin: ApiAdmin) -> Actor:
+async def _api_actor(request: Request, admin: ApiAdmin) -> Actor:
     return Actor.of(admin, auth.client_address(request))
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlencode
 
-from webapp.keyset import CURSOR_MAX
+from jinja2.filters import do_urlencode
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
+
+from webapp.keyset import CURSOR_MAX, KeysetPage
 
 SortKey = Literal["name", "-name", "email", "-email", "created", "-created"]
 SORT_KEYS: tuple[SortKey, ...] = ("name", "-name", "email", "-email", "created", "-created")
@@ -66,3 +71,55 @@ class UserListQuery:
     def sort_toggle(self, column: str) -> str:
         """The sort a column header links to: ascending first, then flip."""
         return f"-{column}" if self.sort == column else column
+
+
+SORTABLE = ("name", "email", "created")
+
+
+@dataclass(frozen=True, slots=True)
+class RowLinks:
+    """What every row's links share, worked out once per page rather than once per row."""
+
+    users: str  # the list's path: a row's pages are {users}/{id}, {users}/{id}/delete, ...
+    next_url: str  # where a row's buttons come back to: the list as it is shown
+    next_query: str  # "?next=...", for the delete confirmation page
+    next_vals: Markup  # {"next": ...} as htmx's hx-vals, JSON made safe for an attribute
+
+    @classmethod
+    def of(cls, users: str, next_url: str) -> RowLinks:
+        return cls(
+            users=users,
+            next_url=next_url,
+            next_query="?" + do_urlencode({"next": next_url}),
+            next_vals=htmlsafe_json_dumps({"next": next_url}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListLinks:
+    """The list page's links: sorts, count, pages and rows, each a plain path with a query."""
+
+    here: str  # the list as shown: filters, sort, position (the canonical address)
+    sort: dict[str, str]  # column -> the address that sorts by it (a second click flips it)
+    exact_count: str
+    first: str
+    prev: str | None
+    next: str | None
+    rows: RowLinks
+
+    @classmethod
+    def of(cls, base: str, query: UserListQuery, page: KeysetPage[Any]) -> ListLinks:
+        def link(**changes: str | bool) -> str:
+            params = query.params(**changes)
+            return base + (f"?{urlencode(params)}" if params else "")
+
+        here = link()
+        return cls(
+            here=here,
+            sort={c: link(sort=query.sort_toggle(c), cursor="") for c in SORTABLE},
+            exact_count=link(exact_count=True),
+            first=link(cursor=""),
+            prev=link(cursor=page.prev_cursor) if page.prev_cursor else None,
+            next=link(cursor=page.next_cursor) if page.next_cursor else None,
+            rows=RowLinks.of(base, here),
+        )

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.config import Settings, get_settings
-from webapp.db import make_engine, make_sessionmaker
+from webapp.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from webapp.deps import admin_for_health, csrf_protect
 from webapp.errors import install_error_handlers
 from webapp.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
@@ -29,6 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.read_sessionmaker = make_read_sessionmaker(engine)
     hasher = app.state.hasher = PasswordHasher(settings.bcrypt_rounds, settings.hash_concurrency)
     stop_monitoring = await start_monitoring(app.state, engine, settings)
     try:

@@ -53,16 +53,36 @@ def _routes_by_name(app: Any) -> dict[str, Any]:
     return index
 
 
+# Addresses already built, by (root path, route name, path parameters): a page asks for the
+# same dozen (navigation, static files, the list) every time. Bounded: ids vary without end.
+_URL_CACHE_MAX = 512
+
+
 @pass_context
 def url_for(context: Mapping[str, Any], name: str, /, **path_params: Any) -> URL:
     """A site-relative URL: right behind any proxy, whatever Host header reached us."""
     request: Request = context["request"]
-    route = _routes_by_name(request.app).get(name)
-    if route is not None:
-        path = route.url_path_for(name, **path_params)
-    else:  # a route added after the first page was drawn (tests do that)
-        path = request.app.url_path_for(name, **path_params)
-    return URL(request.scope.get("root_path", "") + str(path))
+    root_path = request.scope.get("root_path", "")
+    cache: dict[tuple[Any, ...], URL] = _url_cache(request.app)
+    key = (root_path, name, *sorted(path_params.items()))
+    url = cache.get(key)
+    if url is None:
+        route = _routes_by_name(request.app).get(name)
+        if route is not None:
+            path = route.url_path_for(name, **path_params)
+        else:  # a route added after the first page was drawn (tests do that)
+            path = request.app.url_path_for(name, **path_params)
+        url = URL(root_path + str(path))
+        if len(cache) < _URL_CACHE_MAX:
+            cache[key] = url
+    return url
+
+
+def _url_cache(app: Any) -> dict[tuple[Any, ...], URL]:
+    cache: dict[tuple[Any, ...], URL] | None = getattr(app.state, "url_cache", None)
+    if cache is None:
+        cache = app.state.url_cache = {}
+    return cache
 
 
 def format_datetime(value: datetime | None) -> str:

@@ -14,7 +14,7 @@ from webapp.crud import DuplicateEmailError, SafetyRailError, StaleUserError
 from webapp.deps import ActorDep, HasherDep, SessionDep, SettingsDep, current_admin
 from webapp.errors import not_found
 from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
-from webapp.listing import UserListQuery
+from webapp.listing import ListLinks, RowLinks, UserListQuery
 from webapp.models import User
 from webapp.templating import flash, render
 from webapp.urls import local_path
@@ -40,14 +40,17 @@ async def _list_page(
     request: Request, session: SessionDep, settings: SettingsDep, query: UserListQuery
 ) -> Response:
     listing = await crud.list_users(session, query, settings.per_page)
-    params = query.params()
-    next_url = request.url_for("list_users").path + (f"?{urlencode(params)}" if params else "")
+    links = ListLinks.of(_list_path(request), query, listing.page)
     return render(
         request,
         "users/list.html",
-        {"page": listing.page, "count": listing.count, "query": query, "next_url": next_url},
+        {"page": listing.page, "count": listing.count, "query": query, "links": links},
         fragment="users/_table.html",
     )
+
+
+def _list_path(request: Request) -> str:
+    return request.url_for("list_users").path
 
 
 @router.get("/", name="home")
@@ -242,7 +245,7 @@ async def set_active(
         return render(
             request,
             "users/_row.html",
-            {"user": user, "next_url": next_url},
+            {"user": user, "row_links": RowLinks.of(_list_path(request), next_url)},
             fragment="users/_row.html",
         )
     return htmx.see_other(request, next_url)
