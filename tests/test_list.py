@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from html import unescape
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 
@@ -177,6 +178,34 @@ def test_large_results_are_estimated_and_counted_on_demand(
         assert "count exactly" in page.text
     else:  # SQLite always counts
         assert "1,600 users match your search" in page.text
+
+
+@pytest.mark.postgres
+def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engine) -> None:
+    """The whole list of a large table: the planner's figure (no count at all), labelled."""
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (first_name, last_name, email, email_key, password_hash,"
+                " created_at, updated_at, version)"
+                " SELECT 'Bulk', 'User', 'bulk' || n || '@x.example', 'bulk' || n || '@x.example',"
+                " 'x', now(), now(), 1 FROM generate_series(1, 12000) AS n"
+            )
+        )
+        conn.execute(text("ANALYZE users"))
+    page = client.get("/users")
+    estimate = re.search(r"About ([\d,]+) users", page.text)
+    assert estimate is not None, page.text
+    assert 0.8 * 12_001 < int(estimate.group(1).replace(",", "")) < 1.2 * 12_001
+    assert "count exactly" in page.text and "match your search" not in page.text
+    assert "12,001 users" in client.get("/users?count=exact").text  # and the admin
+    # Past the first page the figure is the same, and the rows still come by cursor.
+    second = client.get(_link(page.text, "next") or "")
+    assert f"About {estimate.group(1)} users" in second.text
+    # Statistics lag a mass delete; the bounded count beside them does not.
+    with db.begin() as conn:
+        conn.execute(text("DELETE FROM users WHERE email_key LIKE 'bulk%'"))
+    assert "1 user<" in client.get("/users").text.replace("\n", "")
 
 
 def test_malformed_parameters_fall_back_to_defaults(client: TestClient, db: Engine) -> None:

@@ -61,7 +61,11 @@ _URL_CACHE_MAX = 512
 @pass_context
 def url_for(context: Mapping[str, Any], name: str, /, **path_params: Any) -> URL:
     """A site-relative URL: right behind any proxy, whatever Host header reached us."""
-    request: Request = context["request"]
+    return route_url(context["request"], name, **path_params)
+
+
+def route_url(request: Request, name: str, /, **path_params: Any) -> URL:
+    """``url_for`` for Python code: the route's site-relative URL, looked up once."""
     root_path = request.scope.get("root_path", "")
     cache: dict[tuple[Any, ...], URL] = _url_cache(request.app)
     key = (root_path, name, *sorted(path_params.items()))

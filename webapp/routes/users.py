@@ -16,7 +16,7 @@ from webapp.errors import not_found
 from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
 from webapp.listing import ListLinks, RowLinks, UserListQuery
 from webapp.models import User
-from webapp.templating import flash, render
+from webapp.templating import flash, render, route_url
 from webapp.urls import local_path
 
 # Every page here needs a signed-in, active admin.
@@ -50,7 +50,7 @@ async def _list_page(
 
 
 def _list_path(request: Request) -> str:
-    return request.url_for("list_users").path
+    return route_url(request, "list_users").path
 
 
 @router.get("/", name="home")
