@@ -23,7 +23,7 @@ def skip_sign_in(app: FastAPI) -> FastAPI:
     So the guard of ``/health*`` is switched off here (FastAPI's own override); the guard
     itself, and that it takes no pooled connection, is tested in tests/test_health.py.
     """
-    for name in ("admin_for_health", "current_admin"):
+    for name in ("admin_for_health", "require_admin"):
         guard = getattr(deps, name, None)
         if guard is not None:
             app.dependency_overrides[guard] = _nobody

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,8 +41,18 @@ class Actor:
     address: str | None
 
     @classmethod
-    def of(cls, user: User | None, address: str | None) -> Actor:
+    def of(cls, user: Person | None, address: str | None) -> Actor:
         return cls(user.id if user else None, user.email if user else None, address)
+
+
+class Person(Protocol):
+    """Anyone who acts: a ``User``, or the signed-in admin's plain copy."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def email(self) -> str: ...
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:

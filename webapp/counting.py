@@ -6,29 +6,50 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select, text
+from sqlalchemy import ColumnElement, Select, Table, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Counting this many rows costs about a millisecond; past it, ask the planner.
 EXACT_UP_TO = 1000
 # Past this many rows (by its statistics) a whole table is sized from them, once a bounded
-# count has shown it is past EXACT_UP_TO: both figures come back from one statement.
+# count has shown it is past EXACT_UP_TO.
 TABLE_ESTIMATE_FROM = 10 * EXACT_UP_TO
-
-# The planner's own arithmetic: rows per page at the last ANALYZE, times the pages now.
-_TABLE_ROWS = (
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :bound) AS head),"
-    " (SELECT CASE WHEN c.relpages > 0"
-    " THEN c.reltuples / c.relpages * (pg_relation_size(c.oid)"
-    " / current_setting('block_size')::float8) ELSE c.reltuples END"
-    " FROM pg_class c WHERE c.oid = to_regclass(:name))"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class Count:
     value: int
     exact: bool
+
+
+def bounded_count(rows: Select[Any]) -> ColumnElement[int]:
+    """How many rows ``rows`` selects, counting no further than EXACT_UP_TO + 1."""
+    head = rows.limit(EXACT_UP_TO + 1).subquery("head")
+    return select(func.count()).select_from(head).scalar_subquery()
+
+
+def table_estimate(table: Table) -> ColumnElement[float]:
+    """PostgreSQL's figure for a table's rows, from its statistics (no scan): the planner's
+    own arithmetic, rows per page at the last ANALYZE times the pages now. Negative if the
+    table was never analysed."""
+    name = table.fullname.replace("'", "''")
+    return literal_column(
+        "(SELECT CASE WHEN c.relpages > 0"
+        " THEN c.reltuples / c.relpages * (pg_relation_size(c.oid)"
+        " / current_setting('block_size')::float8) ELSE c.reltuples END"
+        f" FROM pg_class c WHERE c.oid = to_regclass('{name}'))"
+    )
+
+
+def table_count(counted: int, estimate: float | None) -> Count | None:
+    """The count of a whole table from ``bounded_count`` and ``table_estimate``, or None
+    when neither settles it (between EXACT_UP_TO and TABLE_ESTIMATE_FROM rows: ask the
+    planner)."""
+    if counted <= EXACT_UP_TO:
+        return Count(counted, True)
+    if estimate is not None and estimate >= TABLE_ESTIMATE_FROM:
+        return Count(round(estimate), False)
+    return None
 
 
 async def count_rows(session: AsyncSession, rows: Select[Any], *, exact: bool = False) -> Count:
@@ -41,11 +62,25 @@ async def count_rows(session: AsyncSession, rows: Select[Any], *, exact: bool = 
     if exact or session.get_bind().dialect.name != "postgresql":
         total = await session.scalar(select(func.count()).select_from(rows.subquery()))
         return Count(int(total or 0), True)
-    bounded = select(func.count()).select_from(rows.limit(EXACT_UP_TO + 1).subquery())
-    counted = int(await session.scalar(bounded) or 0)
+    counted = int(await session.scalar(select(bounded_count(rows))) or 0)
     if counted <= EXACT_UP_TO:
         return Count(counted, True)
     return Count(max(await planner_rows(session, rows), counted), False)
+
+
+async def count_table(session: AsyncSession, table: Table, *, exact: bool = False) -> Count:
+    """How many rows ``table`` has: exact up to EXACT_UP_TO; past it, on PostgreSQL, from
+    its statistics when they say it is large, else the planner's estimate."""
+    rows = select(*table.primary_key.columns)
+    if exact or session.get_bind().dialect.name != "postgresql":
+        return await count_rows(session, rows, exact=exact)
+    counted, estimate = (
+        await session.execute(select(bounded_count(rows), table_estimate(table)))
+    ).one()
+    found = table_count(int(counted), estimate)
+    if found is not None:
+        return found
+    return Count(max(await planner_rows(session, rows), int(counted)), False)
 
 
 async def planner_rows(session: AsyncSession, rows: Select[Any]) -> int:
@@ -57,22 +92,3 @@ async def planner_rows(session: AsyncSession, rows: Select[Any]) -> int:
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
-
-
-async def count_table(session: AsyncSession, table: Table, *, exact: bool = False) -> Count:
-    """How many rows ``table`` has: exact up to EXACT_UP_TO; past it, on PostgreSQL, from
-    its statistics when they say it is large (a catalog read, no scan), else as
-    ``count_rows`` estimates. One statement in the common cases."""
-    bind = session.get_bind()
-    if exact or bind.dialect.name != "postgresql":
-        return await count_rows(session, select(*table.primary_key.columns), exact=exact)
-    sql = _TABLE_ROWS.format(table=bind.dialect.identifier_preparer.format_table(table))
-    params = {"bound": EXACT_UP_TO + 1, "name": table.fullname}
-    counted, estimate = (await session.execute(text(sql), params)).one()
-    if counted <= EXACT_UP_TO:
-        return Count(int(counted), True)
-    if estimate is not None and estimate >= TABLE_ESTIMATE_FROM:
-        return Count(round(estimate), False)
-    return Count(
-        max(await planner_rows(session, select(*table.primary_key.columns)), counted), False
-    )

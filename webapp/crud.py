@@ -16,7 +16,14 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp import audit
 from webapp.audit import Actor
-from webapp.counting import Count, count_rows, count_table
+from webapp.counting import (
+    Count,
+    bounded_count,
+    count_rows,
+    count_table,
+    table_count,
+    table_estimate,
+)
 from webapp.forms import UserCreate, UserFields
 from webapp.keyset import Cursor, CursorError, KeyKind, KeysetPage, decode_cursor, encode_cursor
 from webapp.listing import UserListQuery
@@ -118,24 +125,43 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     A cursor that is not one of ours (hand-edited, or from another sort) starts over at the
     first page rather than failing: the list's links are for people.
     """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and not _filters(query) and not query.exact_count:
+        # The whole list on PostgreSQL: its size (a bounded count and the table's
+        # statistics) rides along with the page's rows, in the same statement.
+        sizing = (bounded_count(select(User.id)), table_estimate(USERS))
+        page, extra = await _read_page(session, query, query.cursor or None, per_page, sizing)
+        count = table_count(*extra) if extra else None
+        return UserList(page, count or await count_table(session, USERS))
     if _filters(query):
         count = await count_rows(
             session, _filtered(select(User.id), query), exact=query.exact_count
         )
     else:
         count = await count_table(session, USERS, exact=query.exact_count)
-    matches_first = (
-        bool(query.terms)
-        and session.get_bind().dialect.name == "postgresql"
-        and count.value <= MATCHES_FIRST_UP_TO
+    # A search of a few matches reads them first; a broad one walks the sort's index.
+    matches_first = bool(query.terms) and postgres and count.value <= MATCHES_FIRST_UP_TO
+    page, _ = await _read_page(
+        session, query, query.cursor or None, per_page, matches_first=matches_first
     )
-    try:
-        page = await list_users_page(
-            session, query, query.cursor or None, per_page, matches_first=matches_first
-        )
-    except CursorError:
-        page = await list_users_page(session, query, None, per_page, matches_first=matches_first)
     return UserList(page, count)
+
+
+async def _read_page(
+    session: AsyncSession,
+    query: UserListQuery,
+    cursor: str | None,
+    limit: int,
+    extra: tuple[ColumnElement[Any], ...] = (),
+    *,
+    matches_first: bool = False,
+) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
+    """``list_users_page``, starting over when the cursor is not one of ours; ``extra``
+    columns (computed once, the same on every row) come back beside the page."""
+    try:
+        return await _keyset_page(session, query, cursor, limit, extra, matches_first)
+    except CursorError:
+        return await _keyset_page(session, query, None, limit, extra, matches_first)
 
 
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
@@ -162,6 +188,18 @@ async def list_users_page(
     index until a page of matches turns up, which is slow when the matches bunch together
     far along it (every "Nakamura" sits in the middle of the alphabet).
     """
+    page, _ = await _keyset_page(session, query, cursor, limit, (), matches_first)
+    return page
+
+
+async def _keyset_page(
+    session: AsyncSession,
+    query: UserListQuery,
+    cursor: str | None,
+    limit: int,
+    extra: tuple[ColumnElement[Any], ...],
+    matches_first: bool,
+) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
     descending = query.sort.startswith("-")
     name = query.sort.lstrip("-")
     sort_columns, kinds = _KEYSET[name]
@@ -183,25 +221,33 @@ async def list_users_page(
         )
         stmt = stmt.where(key < values if reverse else key > values)
     order = [c.desc() for c in columns] if reverse else list(columns)
-    result = await session.execute(stmt.order_by(*order).limit(limit + 1))
-    rows = [UserRow._make(row) for row in result]
+    stmt = stmt.add_columns(*extra).order_by(*order).limit(limit + 1)
+    # Core rows on the session's connection: the ORM has nothing to track in a list.
+    connection = await session.connection()
+    fields = len(UserRow._fields)
+    rows: list[UserRow] = []
+    extras: tuple[Any, ...] = ()
+    for row in await connection.execute(stmt):
+        rows.append(UserRow._make(row[:fields]))
+        extras = tuple(row[fields:])
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
         rows.reverse()
     if not rows:
-        return KeysetPage(items=[], next_cursor=None, prev_cursor=None)
+        return KeysetPage(items=[], next_cursor=None, prev_cursor=None), extras
 
     def key_of(row: UserRow) -> list[Any]:
         return [getattr(row, c.key) for c in sort_columns]
 
     has_next = more if not backwards else True
     has_prev = more if backwards else at is not None
-    return KeysetPage(
+    page = KeysetPage(
         items=rows,
         next_cursor=encode_cursor(query.sort, "n", key_of(rows[-1])) if has_next else None,
         prev_cursor=encode_cursor(query.sort, "p", key_of(rows[0])) if has_prev else None,
     )
+    return page, extras
 
 
 # The id column is a 32-bit integer: a larger id in a URL names no user, and must not reach

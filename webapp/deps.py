@@ -76,21 +76,43 @@ def _return_path(request: Request) -> str:
     return url.path + (f"?{url.query}" if url.query else "")
 
 
-async def current_admin(request: Request, session: SessionDep, settings: SettingsDep) -> User:
-    """The signed-in, active admin, or a redirect to sign in (or to first-run setup)."""
+async def require_admin(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> auth.SignedIn:
+    """The signed-in, active admin, or a redirect to sign in (or to first-run setup).
+
+    Every console page runs this: one light statement on the request's connection. Routes
+    that change the admin's own row ask for ``CurrentAdmin`` (the database object) on top.
+    """
     user_id = auth.signed_in_user_id(request)
-    user = await crud.get_user(session, user_id) if user_id is not None else None
-    if user is None or not auth.may_use_console(user) or not auth.session_is_current(request, user):
+    account = await auth.load_account(session, user_id) if user_id is not None else None
+    if (
+        account is None
+        or not auth.may_use_console(account)
+        or not auth.session_is_current(request, account)
+    ):
         if user_id is not None:
             auth.sign_out(request)  # deactivated, demoted, deleted, or password changed
         if settings.setup_enabled and not await crud.admin_exists(session):
             raise auth.SetupRequired
         raise auth.SignInRequired(_return_path(request))
     route_name = getattr(request.scope.get("route"), "name", None)
-    if user.must_change_password and route_name not in PASSWORD_CHANGE_ROUTES:
+    if account.must_change_password and route_name not in PASSWORD_CHANGE_ROUTES:
         raise auth.PasswordChangeRequired
     # A plain copy for templates: error pages render after the session has closed.
-    request.state.admin = auth.SignedIn.of(user)
+    admin = request.state.admin = auth.SignedIn.of(account)
+    return admin
+
+
+SignedInAdmin = Annotated[auth.SignedIn, Depends(require_admin)]
+
+
+async def current_admin(request: Request, session: SessionDep, admin: SignedInAdmin) -> User:
+    """The signed-in admin as a database object, for the routes that work on their own row."""
+    user = await crud.get_user(session, admin.id)
+    if user is None:  # deleted between the two statements
+        auth.sign_out(request)
+        raise auth.SignInRequired(_return_path(request))
     return user
 
 
@@ -113,13 +135,13 @@ async def admin_for_health(request: Request, settings: SettingsDep) -> None:
     probe: AsyncEngine = request.app.state.probe_engine
     try:
         async with AsyncSession(probe, expire_on_commit=False) as session:
-            await current_admin(request, session, settings)
+            await require_admin(request, session, settings)
     except DATABASE_UNAVAILABLE:
         if auth.signed_in_user_id(request) is None:
             raise auth.SignInRequired(_return_path(request)) from None
 
 
-async def _actor(request: Request, admin: CurrentAdmin) -> Actor:
+async def _actor(request: Request, admin: SignedInAdmin) -> Actor:
     return Actor.of(admin, auth.client_address(request))
 
 
@@ -136,7 +158,8 @@ async def api_admin(request: Request, session: SessionDep, settings: SettingsDep
         user = await api_auth.token_owner(request, session, settings)
     else:
         try:
-            user = await current_admin(request, session, settings)
+            signed_in = await require_admin(request, session, settings)
+            user = await current_admin(request, session, signed_in)
         except (auth.SignInRequired, auth.SetupRequired):
             raise api_auth.unauthorized(
                 "Send Authorization: Bearer <token>, or sign in to the console."

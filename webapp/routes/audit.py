@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from webapp import audit
-from webapp.deps import SessionDep, SettingsDep, current_admin
+from webapp.deps import SessionDep, SettingsDep, require_admin
 from webapp.templating import render
 
 # Read-only by design: there is no route that edits or deletes an audit row.
-router = APIRouter(dependencies=[Depends(current_admin)])
+router = APIRouter(dependencies=[Depends(require_admin)])
 
 
 @router.get("/audit", name="audit_log")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from webapp.deps import ApiAdmin, current_admin
+from webapp.deps import ApiAdmin, require_admin
 from webapp.openapi import build_openapi
 from webapp.templating import render
 
@@ -19,7 +19,7 @@ router = APIRouter(include_in_schema=False)
 SWAGGER_UI_VERSION = "5.35.0"  # static/swagger/, from the npm package swagger-ui-dist
 
 
-@router.get("/docs", name="api_docs", dependencies=[Depends(current_admin)])
+@router.get("/docs", name="api_docs", dependencies=[Depends(require_admin)])
 async def docs(request: Request) -> Response:
     return render(request, "docs.html", {"swagger_ui_version": SWAGGER_UI_VERSION})
 

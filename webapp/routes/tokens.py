@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from webapp import htmx, tokens
-from webapp.deps import ActorDep, CurrentAdmin, SessionDep, current_admin
+from webapp.deps import ActorDep, CurrentAdmin, SessionDep, require_admin
 from webapp.errors import not_found
 from webapp.forms import TOKEN_EXPIRY_DAYS, FieldErrors, TokenCreate, form_values, parse_form
 from webapp.models import User, utcnow
 from webapp.templating import flash, render
 
-router = APIRouter(dependencies=[Depends(current_admin)])
+router = APIRouter(dependencies=[Depends(require_admin)])
 
 
 async def _page(

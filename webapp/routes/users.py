@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 
 from webapp import auth, crud, htmx
 from webapp.crud import DuplicateEmailError, SafetyRailError, StaleUserError
-from webapp.deps import ActorDep, HasherDep, SessionDep, SettingsDep, current_admin
+from webapp.deps import ActorDep, HasherDep, SessionDep, SettingsDep, require_admin
 from webapp.errors import not_found
 from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
 from webapp.listing import ListLinks, RowLinks, UserListQuery
@@ -20,7 +20,7 @@ from webapp.templating import flash, render, route_url
 from webapp.urls import local_path
 
 # Every page here needs a signed-in, active admin.
-router = APIRouter(dependencies=[Depends(current_admin)])
+router = APIRouter(dependencies=[Depends(require_admin)])
 
 DUPLICATE_EMAIL = "Another user already has this email address."
 
