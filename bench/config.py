@@ -55,6 +55,10 @@ class BenchConfig:
     load_cpus: str  # taskset list for wrk
     all_cpus: str  # for the "--workers 2 beside one worker" pair
     floor_count: str  # what the floor counts on page 1: exact | estimate | none
+    # Connections each app keeps, the same for both: the console as WEBAPP_POOL_SIZE with no
+    # overflow (an overflow connection is closed as it comes back, so a steady load above
+    # the pool size keeps opening new ones), the floor as psycopg_pool's min = max.
+    pool_size: int
     pg_bin: Path
     pg_locale: str
     pg_shared_buffers: str
@@ -91,6 +95,7 @@ class BenchConfig:
             load_cpus=_text("BENCH_LOAD_CPUS", str(last)),
             all_cpus=_text("BENCH_ALL_CPUS", f"0-{last}" if last else "0"),
             floor_count=floor_count,
+            pool_size=int(_number("BENCH_POOL_SIZE", 10)),
             pg_bin=Path(_text("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin")),
             pg_locale=_text("BENCH_PG_LOCALE", "C.UTF-8"),
             pg_shared_buffers=_text("BENCH_PG_SHARED_BUFFERS", "1GB"),

@@ -61,9 +61,10 @@ def _templates() -> jinja2.Environment:
 def create_app() -> Starlette:
     dsn = os.environ["BENCH_FLOOR_DSN"]
     count_sql = COUNT_SQL[os.environ.get("BENCH_FLOOR_COUNT", "none")]
-    # The console's pool: 5 kept, 5 more under load.
+    # The console's pool in the bench: 10 connections, kept (BENCH_POOL_SIZE).
+    size = int(os.environ.get("BENCH_POOL_SIZE", "10"))
     pool = AsyncConnectionPool(
-        dsn, min_size=5, max_size=10, open=False, kwargs={"application_name": "floor"}
+        dsn, min_size=size, max_size=size, open=False, kwargs={"application_name": "floor"}
     )
     template = _templates().get_template("floor.html")
 

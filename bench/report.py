@@ -179,8 +179,10 @@ def render(cfg: BenchConfig, machine: list[tuple[str, str]], rows: list[Row]) ->
         f"Users seeded: {sizes} (COPY; then VACUUM ANALYZE and CHECKPOINT). "
         f"PostgreSQL 15: throw-away cluster, shared_buffers={cfg.pg_shared_buffers}, "
         f"locale {cfg.pg_locale}. Console: `webapp serve`, WEBAPP_ENV=production, "
-        "bcrypt 12 rounds, pool 5 + 5 overflow, signed in through the login form. "
-        f"Floor: Starlette + psycopg_pool (5–10) + Jinja2, the console's page-1 SQL, "
+        f"bcrypt 12 rounds, pool {cfg.pool_size} connections (no overflow), signed in "
+        "through the login form. "
+        f"Floor: Starlette + psycopg_pool ({cfg.pool_size} kept) + Jinja2, the console's page-1 "
+        "SQL, "
         f"count: {cfg.floor_count}. Both under uvicorn on CPU {cfg.server_cpus}; wrk "
         f"(1 thread) on CPU {cfg.load_cpus}; PostgreSQL unpinned. Each run: "
         f"{cfg.warmup:g} s warm-up, then {cfg.duration:g} s measured.",

@@ -2,7 +2,7 @@
 
 Environment (defaults: the full run, about 10 minutes on 2 cores): BENCH_SIZES=100000,1000000
 BENCH_DURATION=10 BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_CREATE_CONNECTIONS=4
-BENCH_TIMEOUT=10 BENCH_SEARCH=nakam BENCH_FLOOR_COUNT=none BENCH_SERVER_CPUS=0
+BENCH_TIMEOUT=10 BENCH_SEARCH=nakam BENCH_FLOOR_COUNT=none BENCH_POOL_SIZE=10 BENCH_SERVER_CPUS=0
 BENCH_LOAD_CPUS=1 BENCH_RESULTS=bench/results.md. A smoke run:
 ``BENCH_SIZES=20000 BENCH_DURATION=3 make bench``.
 """
@@ -61,6 +61,8 @@ class Bench:
             WEBAPP_SECRET_KEY=self.secret_key,
             WEBAPP_BCRYPT_ROUNDS="12",  # the production default: the create figure is honest
             WEBAPP_SETUP_ENABLED="false",
+            WEBAPP_POOL_SIZE=str(self.cfg.pool_size),
+            WEBAPP_MAX_OVERFLOW="0",
         )
         return env
 
@@ -111,6 +113,7 @@ class Bench:
             **os.environ,
             "BENCH_FLOOR_DSN": self.cluster.dsn,
             "BENCH_FLOOR_COUNT": self.cfg.floor_count,
+            "BENCH_POOL_SIZE": str(self.cfg.pool_size),
         }
         with servers.serving(
             servers.floor_command(BIN_DIR),
