@@ -24,6 +24,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util.queue import QueueCommon
+
+from webapp.fair_queue import FairAsyncQueue
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,10 @@ class MetricsSink(Protocol):
 
 
 class MonitoredQueuePool(AsyncAdaptedQueuePool):
-    """The async engine's usual pool, timing each request for a connection."""
+    """The async engine's usual pool, timing each request for a connection, and handing
+    connections out first come, first served (``webapp.fair_queue``)."""
 
+    _queue_class: type[QueueCommon[ConnectionPoolEntry]] = FairAsyncQueue
     monitor: PoolMonitor | None = None
 
     def connect(self) -> PoolProxiedConnection:
