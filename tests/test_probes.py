@@ -15,10 +15,11 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
+from sqlalchemy.pool import NullPool
 
-from tests.conftest import LiveServer, _free_port
-from tests.factories import make_settings, run_webapp
+from tests.conftest import LiveServer, _free_port, sync_url
+from tests.factories import engine_for_tests, make_settings, run_webapp
 from tests.pool_helpers import Holder, pool_figures, skip_sign_in, started, wait_for
 from webapp.main import create_app
 
@@ -156,6 +157,42 @@ async def test_pre_ping_replaces_connections_killed_by_a_restart(database_url: s
             await proxy.stop()
             await proxy.start()
             # The pooled connection died with the "restart"; pre-ping finds out and replaces it.
+            again = await http.get("/test/hold/b")
+            figures = await pool_figures(http)
+    assert again.status_code == 200
+    pool = figures["pool"]
+    assert pool["disconnects"] >= 1 and pool["invalidations"] >= 1
+    assert pool["connects"] == 2 and pool["in_use"] == 0
+
+
+@pytest.mark.direct_postgres
+async def test_a_connection_whose_backend_was_terminated_is_replaced_before_use(
+    database_url: str,
+) -> None:
+    """The pre-use check reads the socket, no round trip: the backend's last words (or its
+    closing) make it readable, and the pool swaps the connection before a route sees it."""
+    app = skip_sign_in(create_app(make_settings(database_url, pool_size=1, max_overflow=0)))
+    holder = Holder(app)
+    holder.release_early()
+    with LiveServer(app) as server:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:
+            assert (await http.get("/test/hold/a")).status_code == 200
+            await wait_for(http, lambda f: f["pool"]["idle"] == 1)
+            ours = f"webapp:{os.getpid()}"
+            outsider = engine_for_tests(sync_url(database_url), poolclass=NullPool)
+            with outsider.connect() as conn:
+                pids = (
+                    conn.execute(
+                        text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                        {"name": ours},
+                    )
+                    .scalars()
+                    .all()
+                )
+                assert pids
+                for pid in pids:
+                    conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+            outsider.dispose()
             again = await http.get("/test/hold/b")
             figures = await pool_figures(http)
     assert again.status_code == 200

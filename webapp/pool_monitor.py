@@ -236,8 +236,10 @@ class PoolMonitor:
     def _on_detach(self, _dbapi: Any, record: ConnectionPoolEntry) -> None:
         self._release(record)
 
-    def _on_invalidate(self, _dbapi: Any, _record: ConnectionPoolEntry, _exc: Any) -> None:
+    def _on_invalidate(self, _dbapi: Any, _record: ConnectionPoolEntry, exc: Any) -> None:
         self._count("invalidations")
+        if isinstance(exc, sa_exc.DisconnectionError):  # found dead before use (webapp.db)
+            self._count("disconnects")
 
     def _on_soft_invalidate(self, _dbapi: Any, _record: ConnectionPoolEntry, _exc: Any) -> None:
         self._count("soft_invalidations")
