@@ -47,7 +47,7 @@ COUNT_SQL: dict[str, LiteralString | None] = {
 
 def format_datetime(value: datetime) -> str:
     """The console's ``datetime`` filter."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.astimezone(UTC).isoformat(" ", "minutes")[:16] + " UTC"
 
 
 def _templates() -> jinja2.Environment:

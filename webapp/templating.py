@@ -94,7 +94,8 @@ def format_datetime(value: datetime | None) -> str:
         return ""
     if value.tzinfo is None:  # SQLite hands back naive values; they were stored in UTC
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # "2026-11-22 04:32 UTC"; isoformat is C all the way, strftime parses its format each time.
+    return value.astimezone(UTC).isoformat(" ", "minutes")[:16] + " UTC"
 
 
 def flash(request: Request, text: str, level: FlashLevel = "success") -> None:
