@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -129,9 +130,8 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     if postgres and not _filters(query) and not query.exact_count:
         # The whole list on PostgreSQL: its size (a bounded count and the table's
         # statistics) rides along with the page's rows, in the same statement.
-        sizing = (bounded_count(select(User.id)), table_estimate(USERS))
-        page, extra = await _read_page(session, query, query.cursor or None, per_page, sizing)
-        count = table_count(*extra) if extra else None
+        page, sizes = await _read_page(session, query, query.cursor or None, per_page, sized=True)
+        count = table_count(*sizes) if sizes else None
         return UserList(page, count or await count_table(session, USERS))
     if _filters(query):
         count = await count_rows(
@@ -152,16 +152,16 @@ async def _read_page(
     query: UserListQuery,
     cursor: str | None,
     limit: int,
-    extra: tuple[ColumnElement[Any], ...] = (),
     *,
+    sized: bool = False,
     matches_first: bool = False,
 ) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
-    """``list_users_page``, starting over when the cursor is not one of ours; ``extra``
-    columns (computed once, the same on every row) come back beside the page."""
+    """``list_users_page``, starting over when the cursor is not one of ours; ``sized``:
+    the whole table's bounded count and estimate come back beside the page."""
     try:
-        return await _keyset_page(session, query, cursor, limit, extra, matches_first)
+        return await _keyset_page(session, query, cursor, limit, sized, matches_first)
     except CursorError:
-        return await _keyset_page(session, query, None, limit, extra, matches_first)
+        return await _keyset_page(session, query, None, limit, sized, matches_first)
 
 
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
@@ -170,6 +170,24 @@ _KEYSET: dict[str, tuple[tuple[Any, ...], tuple[KeyKind, ...]]] = {
     "email": ((User.email_key,), (str,)),  # unique: no tie to break, and its index serves
     "created": ((User.created_at, User.id), (datetime, int)),
 }
+
+
+@functools.cache
+def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Select[Any]:
+    """The unfiltered list's statement for one sort, direction and position, built once:
+    a statement built afresh for every page costs SQLAlchemy more to match to its cached
+    compiled form than the rest of the execution. The cursor's key and the limit are bound
+    parameters (``k0``, ``k1``, ... and ``limit``)."""
+    columns = _KEYSET[sort][0]
+    stmt = select(*ROW_COLUMNS)
+    if after:
+        key = tuple_(*columns)
+        values = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(columns)))
+        stmt = stmt.where(key < values if reverse else key > values)
+    if sized:
+        stmt = stmt.add_columns(bounded_count(select(User.id)), table_estimate(USERS))
+    order = [c.desc() for c in columns] if reverse else list(columns)
+    return stmt.order_by(*order).limit(bindparam("limit"))
 
 
 async def list_users_page(
@@ -188,7 +206,7 @@ async def list_users_page(
     index until a page of matches turns up, which is slow when the matches bunch together
     far along it (every "Nakamura" sits in the middle of the alphabet).
     """
-    page, _ = await _keyset_page(session, query, cursor, limit, (), matches_first)
+    page, _ = await _keyset_page(session, query, cursor, limit, False, matches_first)
     return page
 
 
@@ -197,37 +215,45 @@ async def _keyset_page(
     query: UserListQuery,
     cursor: str | None,
     limit: int,
-    extra: tuple[ColumnElement[Any], ...],
+    sized: bool,
     matches_first: bool,
 ) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
     descending = query.sort.startswith("-")
     name = query.sort.lstrip("-")
     sort_columns, kinds = _KEYSET[name]
-    if matches_first:
-        matches = _filtered(select(*ROW_COLUMNS), query).cte("matches").prefix_with("MATERIALIZED")
-        stmt = select(matches)
-        columns: tuple[Any, ...] = tuple(matches.c[c.key] for c in sort_columns)
-    else:
-        stmt = _filtered(select(*ROW_COLUMNS), query)
-        columns = sort_columns
     at: Cursor | None = decode_cursor(cursor, query.sort, kinds) if cursor is not None else None
     backwards = at is not None and at.direction == "p"
     # Reading backwards is reading the opposite order from the cursor, then flipping the rows.
     reverse = descending != backwards
+    params: dict[str, Any] = {"limit": limit + 1}
     if at is not None:
-        key = tuple_(*columns)
-        values = tuple_(
-            *(bindparam(None, v, type_=c.type) for v, c in zip(at.key, sort_columns, strict=True))
-        )
-        stmt = stmt.where(key < values if reverse else key > values)
-    order = [c.desc() for c in columns] if reverse else list(columns)
-    stmt = stmt.add_columns(*extra).order_by(*order).limit(limit + 1)
+        params.update((f"k{i}", v) for i, v in enumerate(at.key))
+    if not _filters(query) and not matches_first:
+        stmt = _whole_list_page(name, reverse, at is not None, sized)
+    else:
+        if sized:
+            raise ValueError("only the whole list is sized with its page")
+        if matches_first:
+            matches = (
+                _filtered(select(*ROW_COLUMNS), query).cte("matches").prefix_with("MATERIALIZED")
+            )
+            stmt = select(matches)
+            columns: tuple[Any, ...] = tuple(matches.c[c.key] for c in sort_columns)
+        else:
+            stmt = _filtered(select(*ROW_COLUMNS), query)
+            columns = sort_columns
+        if at is not None:
+            key = tuple_(*columns)
+            values = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(sort_columns)))
+            stmt = stmt.where(key < values if reverse else key > values)
+        order = [c.desc() for c in columns] if reverse else list(columns)
+        stmt = stmt.order_by(*order).limit(bindparam("limit"))
     # Core rows on the session's connection: the ORM has nothing to track in a list.
     connection = await session.connection()
     fields = len(UserRow._fields)
     rows: list[UserRow] = []
     extras: tuple[Any, ...] = ()
-    for row in await connection.execute(stmt):
+    for row in await connection.execute(stmt, params):
         rows.append(UserRow._make(row[:fields]))
         extras = tuple(row[fields:])
     more = len(rows) > limit
