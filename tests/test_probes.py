@@ -139,6 +139,15 @@ async def test_readyz_follows_the_database_down_and_back(database_url: str) -> N
     assert figures["server"]["reachable"] is True
 
 
+async def _served_on_a_new_connection(http: httpx2.AsyncClient) -> None:
+    """The next request is served, on a connection opened in place of the dead one."""
+    again = await http.get("/test/hold/b")
+    pool = (await pool_figures(http))["pool"]
+    assert again.status_code == 200
+    assert pool["disconnects"] >= 1 and pool["invalidations"] >= 1
+    assert pool["connects"] == 2 and pool["in_use"] == 0
+
+
 @pytest.mark.postgres
 async def test_pre_ping_replaces_connections_killed_by_a_restart(database_url: str) -> None:
     url = make_url(database_url)
@@ -157,12 +166,7 @@ async def test_pre_ping_replaces_connections_killed_by_a_restart(database_url: s
             await proxy.stop()
             await proxy.start()
             # The pooled connection died with the "restart"; pre-ping finds out and replaces it.
-            again = await http.get("/test/hold/b")
-            figures = await pool_figures(http)
-    assert again.status_code == 200
-    pool = figures["pool"]
-    assert pool["disconnects"] >= 1 and pool["invalidations"] >= 1
-    assert pool["connects"] == 2 and pool["in_use"] == 0
+            await _served_on_a_new_connection(http)
 
 
 @pytest.mark.direct_postgres
@@ -193,12 +197,7 @@ async def test_a_connection_whose_backend_was_terminated_is_replaced_before_use(
                 for pid in pids:
                     conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
             outsider.dispose()
-            again = await http.get("/test/hold/b")
-            figures = await pool_figures(http)
-    assert again.status_code == 200
-    pool = figures["pool"]
-    assert pool["disconnects"] >= 1 and pool["invalidations"] >= 1
-    assert pool["connects"] == 2 and pool["in_use"] == 0
+            await _served_on_a_new_connection(http)
 
 
 async def test_metrics_parse_and_agree_with_the_json(database_url: str) -> None:
