@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from tests.conftest import LiveServer
+from tests.factories import make_settings
 from webapp import deps
 from webapp.deps import SessionDep
+from webapp.main import create_app
 
 JSON = {"Accept": "application/json"}
 
@@ -83,3 +87,38 @@ async def wait_for(
 
 def started(coro: Awaitable[httpx2.Response]) -> asyncio.Task[httpx2.Response]:
     return asyncio.ensure_future(coro)
+
+
+@dataclass(frozen=True, slots=True)
+class Starved:
+    held: httpx2.Response  # the request that kept the pool's one connection for 2 s
+    starved: httpx2.Response  # the request that asked for a connection meanwhile
+    waited: float  # seconds the starved request took
+    checked_out: int  # connections still out once both had answered
+
+
+def starve_the_pool(database_url: str, path: str, headers: Mapping[str, str]) -> Starved:
+    """A pool of one connection (no overflow, 0.5 s timeout): one request holds it for 2 s
+    while another asks for ``path``."""
+    app = create_app(make_settings(database_url, pool_size=1, max_overflow=0, pool_timeout=0.5))
+
+    async def hold(session: SessionDep) -> dict[str, bool]:
+        await session.execute(text("SELECT 1"))
+        await asyncio.sleep(2)
+        return {"held": True}
+
+    app.add_api_route("/test/hold", hold)
+
+    async def scenario(base: str) -> tuple[httpx2.Response, httpx2.Response, float]:
+        async with httpx2.AsyncClient(base_url=base, timeout=10) as http:
+            holder = asyncio.create_task(http.get("/test/hold"))
+            await asyncio.sleep(0.3)
+            started = time.perf_counter()
+            starved = await http.get(path, headers=dict(headers))
+            waited = time.perf_counter() - started
+            return await holder, starved, waited
+
+    with LiveServer(app) as server:
+        held, starved, waited = asyncio.run(scenario(server.url))
+        checked_out = app.state.engine.sync_engine.pool.checkedout()
+    return Starved(held, starved, waited, checked_out)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
@@ -118,13 +119,19 @@ class _proxy_stopped_after:  # noqa: N801 - reads as a context manager
         self.proxy.close_now()
 
 
-@pytest.mark.postgres
-async def test_readyz_follows_the_database_down_and_back(database_url: str) -> None:
+async def _behind_a_proxy(database_url: str) -> tuple[TcpProxy, FastAPI]:
+    """The console (sign-in skipped), reaching the database through a proxy that a test
+    can stop and start: the database "down" and "back" without touching the real one."""
     url = make_url(database_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.start()
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = skip_sign_in(create_app(make_settings(proxied, pool_timeout=2)))
+    return proxy, skip_sign_in(create_app(make_settings(proxied, pool_timeout=2)))
+
+
+@pytest.mark.postgres
+async def test_readyz_follows_the_database_down_and_back(database_url: str) -> None:
+    proxy, app = await _behind_a_proxy(database_url)
     with _proxy_stopped_after(proxy), LiveServer(app) as server:
         async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:
             assert (await http.get("/readyz")).status_code == 200
@@ -150,11 +157,7 @@ async def _served_on_a_new_connection(http: httpx2.AsyncClient) -> None:
 
 @pytest.mark.postgres
 async def test_pre_ping_replaces_connections_killed_by_a_restart(database_url: str) -> None:
-    url = make_url(database_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = skip_sign_in(create_app(make_settings(proxied, pool_timeout=2)))
+    proxy, app = await _behind_a_proxy(database_url)
     holder = Holder(app)
     with _proxy_stopped_after(proxy), LiveServer(app) as server:
         async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Iterator
 
-import httpx2
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
@@ -15,11 +12,10 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import LiveServer
 from tests.factories import fetch_user, insert_user, make_settings, user_form, with_csrf
+from tests.pool_helpers import starve_the_pool
 from webapp.db import make_engine
 from webapp.deps import SessionDep
-from webapp.main import create_app
 from webapp.models import User
 
 
@@ -160,32 +156,13 @@ async def test_pgbouncer_setting_turns_off_prepared_statements(database_url: str
 
 def test_exhausted_pool_answers_503_within_the_timeout(database_url: str, db: Engine) -> None:
     """Size 1, no overflow: while one request holds the connection, the next fails fast."""
-    app = create_app(make_settings(database_url, pool_size=1, max_overflow=0, pool_timeout=0.5))
-
-    async def hold(session: SessionDep) -> dict[str, bool]:
-        await session.execute(text("SELECT 1"))
-        await asyncio.sleep(2)
-        return {"held": True}
-
-    app.add_api_route("/test/hold", hold)
-
-    async def scenario(base: str) -> tuple[httpx2.Response, httpx2.Response, float]:
-        async with httpx2.AsyncClient(base_url=base, timeout=10) as http:
-            holder = asyncio.create_task(http.get("/test/hold"))
-            await asyncio.sleep(0.3)
-            started = time.perf_counter()
-            starved = await http.get("/users", headers={"Accept": "application/json"})
-            waited = time.perf_counter() - started
-            return await holder, starved, waited
-
-    with LiveServer(app) as server:
-        held, starved, waited = asyncio.run(scenario(server.url))
-        assert held.status_code == 200
-        assert starved.status_code == 503
-        assert starved.headers["retry-after"].isdigit()
-        assert starved.json()["status"] == 503
-        assert 0.4 < waited < 1.5
-        assert app.state.engine.sync_engine.pool.checkedout() == 0
+    run = starve_the_pool(database_url, "/users", {"Accept": "application/json"})
+    assert run.held.status_code == 200
+    assert run.starved.status_code == 503
+    assert run.starved.headers["retry-after"].isdigit()
+    assert run.starved.json()["status"] == 503
+    assert 0.4 < run.waited < 1.5
+    assert run.checked_out == 0
 
 
 def test_htmx_error_is_a_notice_in_the_flash_region(client: TestClient) -> None:

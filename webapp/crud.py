@@ -127,13 +127,13 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     first page rather than failing: the list's links are for people.
     """
     postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres and not _filters(query) and not query.exact_count:
+    if postgres and not query.is_filtered and not query.exact_count:
         # The whole list on PostgreSQL: its size (a bounded count and the table's
         # statistics) rides along with the page's rows, in the same statement.
         page, sizes = await _read_page(session, query, query.cursor or None, per_page, sized=True)
         count = table_count(*sizes) if sizes else None
         return UserList(page, count or await count_table(session, USERS))
-    if _filters(query):
+    if query.is_filtered:
         count = await count_rows(
             session, _filtered(select(User.id), query), exact=query.exact_count
         )
@@ -172,22 +172,41 @@ _KEYSET: dict[str, tuple[tuple[Any, ...], tuple[KeyKind, ...]]] = {
 }
 
 
-@functools.cache
-def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Select[Any]:
-    """The unfiltered list's statement for one sort, direction and position, built once:
-    a statement built afresh for every page costs SQLAlchemy more to match to its cached
-    compiled form than the rest of the execution. The cursor's key and the limit are bound
-    parameters (``k0``, ``k1``, ... and ``limit``)."""
-    columns = _KEYSET[sort][0]
-    stmt = select(*ROW_COLUMNS)
+def _keyset_order(
+    stmt: Select[Any], columns: tuple[Any, ...], reverse: bool, after: bool
+) -> Select[Any]:
+    """``stmt`` from the cursor on (its key and the limit are bound parameters: ``k0``,
+    ``k1``, ... and ``limit``), in the sort's order or its reverse."""
     if after:
         key = tuple_(*columns)
         values = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(columns)))
         stmt = stmt.where(key < values if reverse else key > values)
-    if sized:
-        stmt = stmt.add_columns(bounded_count(select(User.id)), table_estimate(USERS))
     order = [c.desc() for c in columns] if reverse else list(columns)
     return stmt.order_by(*order).limit(bindparam("limit"))
+
+
+@functools.cache
+def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Select[Any]:
+    """The unfiltered list's statement for one sort, direction and position, built once:
+    a statement built afresh for every page costs SQLAlchemy more to match to its cached
+    compiled form than the rest of the execution."""
+    stmt = select(*ROW_COLUMNS)
+    if sized:
+        stmt = stmt.add_columns(bounded_count(select(User.id)), table_estimate(USERS))
+    return _keyset_order(stmt, _KEYSET[sort][0], reverse, after)
+
+
+def _search_page(
+    query: UserListQuery, sort: str, reverse: bool, after: bool, matches_first: bool
+) -> Select[Any]:
+    """A filtered list's statement (its terms vary, so it is built for each page)."""
+    stmt = _filtered(select(*ROW_COLUMNS), query)
+    columns: tuple[Any, ...] = _KEYSET[sort][0]
+    if matches_first:
+        matches = stmt.cte("matches").prefix_with("MATERIALIZED")
+        stmt = select(matches)
+        columns = tuple(matches.c[c.key] for c in columns)
+    return _keyset_order(stmt, columns, reverse, after)
 
 
 async def list_users_page(
@@ -228,26 +247,12 @@ async def _keyset_page(
     params: dict[str, Any] = {"limit": limit + 1}
     if at is not None:
         params.update((f"k{i}", v) for i, v in enumerate(at.key))
-    if not _filters(query) and not matches_first:
-        stmt = _whole_list_page(name, reverse, at is not None, sized)
-    else:
+    if query.is_filtered or matches_first:
         if sized:
             raise ValueError("only the whole list is sized with its page")
-        if matches_first:
-            matches = (
-                _filtered(select(*ROW_COLUMNS), query).cte("matches").prefix_with("MATERIALIZED")
-            )
-            stmt = select(matches)
-            columns: tuple[Any, ...] = tuple(matches.c[c.key] for c in sort_columns)
-        else:
-            stmt = _filtered(select(*ROW_COLUMNS), query)
-            columns = sort_columns
-        if at is not None:
-            key = tuple_(*columns)
-            values = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(sort_columns)))
-            stmt = stmt.where(key < values if reverse else key > values)
-        order = [c.desc() for c in columns] if reverse else list(columns)
-        stmt = stmt.order_by(*order).limit(bindparam("limit"))
+        stmt = _search_page(query, name, reverse, at is not None, matches_first)
+    else:
+        stmt = _whole_list_page(name, reverse, at is not None, sized)
     # Core rows on the session's connection: the ORM has nothing to track in a list.
     connection = await session.connection()
     fields = len(UserRow._fields)

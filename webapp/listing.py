@@ -55,6 +55,11 @@ class UserListQuery:
     def terms(self) -> list[str]:
         return self.q.split()
 
+    @property
+    def is_filtered(self) -> bool:
+        """A search or a filter: the list shows some users, not all."""
+        return bool(self.q or self.active or self.admin)
+
     def params(self, **changes: str | bool) -> dict[str, str]:
         """Query parameters for a link to this list with ``changes``; defaults are left out."""
         query = replace(self, **changes)  # type: ignore[arg-type]

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 
-import httpx2
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from tests.api.support import BEARER, insert_token, problem
-from tests.conftest import LiveServer
-from tests.factories import make_settings
+from tests.pool_helpers import starve_the_pool
 from webapp.config import Settings
-from webapp.deps import SessionDep
 from webapp.main import create_app
 
 OPERATIONS = {
@@ -94,30 +88,9 @@ def test_docs_page_serves_swagger_ui_from_static(settings: Settings, client: Tes
 
 def test_an_exhausted_pool_answers_503_problem_with_retry_after(database_url: str) -> None:
     """Size 1, no overflow: while one request holds the connection, the API fails fast."""
-    app: FastAPI = create_app(
-        make_settings(database_url, pool_size=1, max_overflow=0, pool_timeout=0.5)
-    )
-
-    async def hold(session: SessionDep) -> dict[str, bool]:
-        await session.execute(text("SELECT 1"))
-        await asyncio.sleep(2)
-        return {"held": True}
-
-    app.add_api_route("/test/hold", hold)
-
-    async def scenario(base: str) -> tuple[httpx2.Response, httpx2.Response, float]:
-        async with httpx2.AsyncClient(base_url=base, timeout=10) as http:
-            holder = asyncio.create_task(http.get("/test/hold"))
-            await asyncio.sleep(0.3)
-            started = time.perf_counter()
-            starved = await http.get("/api/v1/users", headers={BEARER: "Bearer wat_x"})
-            waited = time.perf_counter() - started
-            return await holder, starved, waited
-
-    with LiveServer(app) as server:
-        held, starved, waited = asyncio.run(scenario(server.url))
-    assert held.status_code == 200
-    body = problem(starved, 503)
+    run = starve_the_pool(database_url, "/api/v1/users", {BEARER: "Bearer wat_x"})
+    assert run.held.status_code == 200
+    body = problem(run.starved, 503)
     assert "try again" in body["detail"]
-    assert starved.headers["retry-after"].isdigit()
-    assert 0.4 < waited < 1.5  # the pool timeout (0.5 s), not the holder's 2 s
+    assert run.starved.headers["retry-after"].isdigit()
+    assert 0.4 < run.waited < 1.5  # the pool timeout (0.5 s), not the holder's 2 s
