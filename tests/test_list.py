@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 
 from tests.factories import HTMX, insert_user
+from webapp import crud
 from webapp.models import User
 
 
@@ -168,8 +169,9 @@ def test_large_results_are_estimated_and_counted_on_demand(
         conn.execute(insert(User), rows)
         if is_postgres:
             conn.execute(text("ANALYZE users"))
-    page = client.get("/users?q=bulk")
-    exact = client.get("/users?q=bulk&count=exact")
+    # A filter without words: a bounded count, then the planner's estimate.
+    page = client.get("/users?admin=no")
+    exact = client.get("/users?admin=no&count=exact")
     assert "1,600 users match your search" in exact.text
     if is_postgres:
         estimate = re.search(r"About ([\d,]+) users match your search", page.text)
@@ -178,6 +180,52 @@ def test_large_results_are_estimated_and_counted_on_demand(
         assert "count exactly" in page.text
     else:  # SQLite always counts
         assert "1,600 users match your search" in page.text
+    # A search counts its matches exactly, in the statement that reads its page.
+    search = client.get("/users?q=bulk")
+    assert "1,600 users match your search" in search.text
+    assert "count exactly" not in search.text
+
+
+def test_a_search_past_the_sorting_limit_walks_the_index(
+    client: TestClient, db: Engine, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More matches than a search sorts (MATCHES_FIRST_UP_TO, lowered here): the page is
+    read walking the sort's index, and the same page comes back; the size is estimated."""
+    now = datetime.now(UTC)
+    with db.begin() as conn:
+        conn.execute(
+            insert(User),
+            [
+                {
+                    "first_name": f"Wide{n:04}",
+                    "last_name": f"Walker{(n * 7919) % 1500:04}",
+                    "email": f"wide{n}@x.example",
+                    "email_key": f"wide{n}@x.example",
+                    "password_hash": "x",
+                    "created_at": now,
+                    "updated_at": now,
+                    "version": 1,
+                }
+                for n in range(1500)
+            ],
+        )
+        if is_postgres:
+            conn.execute(text("ANALYZE users"))
+    sorted_first = client.get("/users?q=wide&sort=-name")
+    monkeypatch.setattr(crud, "MATCHES_FIRST_UP_TO", 1000)
+    walked = client.get("/users?q=wide&sort=-name")
+    first_rows = re.findall(r'<tr id="user-(\d+)"', sorted_first.text)
+    assert len(first_rows) == 50
+    assert re.findall(r'<tr id="user-(\d+)"', walked.text) == first_rows
+    assert "Walker1499" in walked.text  # the top of the reversed sort
+    assert "1,500 users match your search" in sorted_first.text
+    if is_postgres:
+        assert re.search(r"About [\d,]+ users match your search", walked.text), walked.text
+    else:
+        assert "1,500 users match your search" in walked.text
+    following = _link(walked.text, "next")
+    assert following is not None
+    assert len(re.findall(r'<tr id="user-', client.get(following).text)) == 50
 
 
 @pytest.mark.postgres

@@ -117,3 +117,5 @@ async def test_a_selective_search_reads_the_trigram_indexes(
     assert "MATERIALIZED" not in plan  # the plan shows the CTE scan, not the keyword
     assert "CTE Scan on matches" in plan, plan
     assert "Bitmap Index Scan on ix_users_last_name_trgm" in plan, plan
+    # The matches hold only ids and sort keys; the page's rows are then read by id.
+    assert "Index Scan using pk_users on users" in plan, plan

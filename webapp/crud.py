@@ -9,9 +9,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -85,8 +96,9 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
     return stmt.where(and_(*conditions)) if conditions else stmt
 
 
-# A search matching up to this many rows (by the planner's estimate) reads its matches
-# first and sorts them; a broader one walks the sort index and finds its page quickly.
+# A search reads its matches through the trigram indexes and sorts them, counting them in
+# the same statement, when it has up to this many; a broader one walks the sort's index,
+# where its matches lie close together and a page of them turns up quickly.
 MATCHES_FIRST_UP_TO = 50_000
 
 
@@ -126,11 +138,19 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     A cursor that is not one of ours (hand-edited, or from another sort) starts over at the
     first page rather than failing: the list's links are for people.
     """
+    cursor = query.cursor or None
+    if query.terms:
+        # A search counts its matches in the statement that reads its page.
+        page, sizes = await _read_page(session, query, cursor, per_page, search=True)
+        if sizes and sizes[0] <= MATCHES_FIRST_UP_TO:
+            return UserList(page, Count(int(sizes[0]), True))
+        matches = _filtered(select(User.id), query)
+        return UserList(page, await count_rows(session, matches, exact=query.exact_count))
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not query.is_filtered and not query.exact_count:
         # The whole list on PostgreSQL: its size (a bounded count and the table's
         # statistics) rides along with the page's rows, in the same statement.
-        page, sizes = await _read_page(session, query, query.cursor or None, per_page, sized=True)
+        page, sizes = await _read_page(session, query, cursor, per_page, sized=True)
         count = table_count(*sizes) if sizes else None
         return UserList(page, count or await count_table(session, USERS))
     if query.is_filtered:
@@ -139,11 +159,7 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
         )
     else:
         count = await count_table(session, USERS, exact=query.exact_count)
-    # A search of a few matches reads them first; a broad one walks the sort's index.
-    matches_first = bool(query.terms) and postgres and count.value <= MATCHES_FIRST_UP_TO
-    page, _ = await _read_page(
-        session, query, query.cursor or None, per_page, matches_first=matches_first
-    )
+    page, _ = await _read_page(session, query, cursor, per_page)
     return UserList(page, count)
 
 
@@ -154,14 +170,15 @@ async def _read_page(
     limit: int,
     *,
     sized: bool = False,
-    matches_first: bool = False,
+    search: bool = False,
 ) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
-    """``list_users_page``, starting over when the cursor is not one of ours; ``sized``:
-    the whole table's bounded count and estimate come back beside the page."""
+    """``list_users_page``, starting over when the cursor is not one of ours. Beside the
+    page: with ``sized``, the whole table's bounded count and estimate; with ``search``,
+    how many rows match (up to MATCHES_FIRST_UP_TO + 1), when the page has rows."""
     try:
-        return await _keyset_page(session, query, cursor, limit, sized, matches_first)
+        return await _keyset_page(session, query, cursor, limit, sized, search)
     except CursorError:
-        return await _keyset_page(session, query, None, limit, sized, matches_first)
+        return await _keyset_page(session, query, None, limit, sized, search)
 
 
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
@@ -196,36 +213,51 @@ def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Sele
     return _keyset_order(stmt, _KEYSET[sort][0], reverse, after)
 
 
-def _search_page(
-    query: UserListQuery, sort: str, reverse: bool, after: bool, matches_first: bool
-) -> Select[Any]:
-    """A filtered list's statement (its terms vary, so it is built for each page)."""
-    stmt = _filtered(select(*ROW_COLUMNS), query)
+def _filtered_page(query: UserListQuery, sort: str, reverse: bool, after: bool) -> Select[Any]:
+    """A filtered list's page, walking the sort's index (its terms vary, so the statement is
+    built for each page)."""
+    return _keyset_order(_filtered(select(*ROW_COLUMNS), query), _KEYSET[sort][0], reverse, after)
+
+
+def _matches_first_page(query: UserListQuery, sort: str, reverse: bool, after: bool) -> Select[Any]:
+    """A search's page, read from its matches, and how many match, in one statement.
+
+    The matches (their id and sort key, at most ``cap`` of them) are fenced off in a
+    MATERIALIZED CTE: PostgreSQL reads them through the trigram indexes and sorts them,
+    instead of walking the sort's index until a page of matches turns up, which is slow
+    when the matches bunch together far along it (every "Nakamura" sits in the middle of
+    the alphabet). Only the page's rows are then read in full, and the CTE is counted.
+    """
     columns: tuple[Any, ...] = _KEYSET[sort][0]
-    if matches_first:
-        matches = stmt.cte("matches").prefix_with("MATERIALIZED")
-        stmt = select(matches)
-        columns = tuple(matches.c[c.key] for c in columns)
-    return _keyset_order(stmt, columns, reverse, after)
+    keys = {User.id.key: User.id} | {c.key: c for c in columns}
+    matches = (
+        _filtered(select(*keys.values()), query)
+        .limit(bindparam("cap"))
+        .cte("matches")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    page = _keyset_order(
+        select(matches), tuple(matches.c[c.key] for c in columns), reverse, after
+    ).subquery("page")
+    order = [page.c[c.key] for c in columns]
+    matched = select(func.count()).select_from(matches).scalar_subquery()
+    return (
+        select(*ROW_COLUMNS, matched)
+        .join_from(page, USERS, page.c.id == User.id)
+        .order_by(*(c.desc() for c in order) if reverse else order)
+    )
 
 
 async def list_users_page(
-    session: AsyncSession,
-    query: UserListQuery,
-    cursor: str | None,
-    limit: int,
-    *,
-    matches_first: bool = False,
+    session: AsyncSession, query: UserListQuery, cursor: str | None, limit: int
 ) -> KeysetPage[UserRow]:
     """A page of the list after (or before) ``cursor``: one index range scan, no OFFSET, no
     count, so it costs the same on page 1 and page 20 000. ``CursorError`` on a bad cursor.
 
-    ``matches_first`` fences the search off (a MATERIALIZED CTE): PostgreSQL then reads the
-    matching rows through the trigram indexes and sorts those, instead of walking the sort
-    index until a page of matches turns up, which is slow when the matches bunch together
-    far along it (every "Nakamura" sits in the middle of the alphabet).
+    A search reads its matches first (see ``_matches_first_page``) unless it has more than
+    MATCHES_FIRST_UP_TO, which lie close enough together on the sort's index to walk it.
     """
-    page, _ = await _keyset_page(session, query, cursor, limit, False, matches_first)
+    page, _ = await _keyset_page(session, query, cursor, limit, False, bool(query.terms))
     return page
 
 
@@ -235,7 +267,7 @@ async def _keyset_page(
     cursor: str | None,
     limit: int,
     sized: bool,
-    matches_first: bool,
+    search: bool,
 ) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
     descending = query.sort.startswith("-")
     name = query.sort.lstrip("-")
@@ -244,23 +276,28 @@ async def _keyset_page(
     backwards = at is not None and at.direction == "p"
     # Reading backwards is reading the opposite order from the cursor, then flipping the rows.
     reverse = descending != backwards
+    after = at is not None
     params: dict[str, Any] = {"limit": limit + 1}
     if at is not None:
         params.update((f"k{i}", v) for i, v in enumerate(at.key))
-    if query.is_filtered or matches_first:
-        if sized:
-            raise ValueError("only the whole list is sized with its page")
-        stmt = _search_page(query, name, reverse, at is not None, matches_first)
-    else:
-        stmt = _whole_list_page(name, reverse, at is not None, sized)
+    if sized and query.is_filtered:
+        raise ValueError("only the whole list is sized with its page")
     # Core rows on the session's connection: the ORM has nothing to track in a list.
     connection = await session.connection()
-    fields = len(UserRow._fields)
-    rows: list[UserRow] = []
-    extras: tuple[Any, ...] = ()
-    for row in await connection.execute(stmt, params):
-        rows.append(UserRow._make(row[:fields]))
-        extras = tuple(row[fields:])
+    if search:
+        stmt = _matches_first_page(query, name, reverse, after)
+        rows, extras = await _rows(connection, stmt, params | {"cap": MATCHES_FIRST_UP_TO + 1})
+        if extras and extras[0] > MATCHES_FIRST_UP_TO:
+            # Too many to sort: they lie close together on the sort's index, walk it.
+            rows, extras = await _rows(
+                connection, _filtered_page(query, name, reverse, after), params
+            )
+    elif query.is_filtered:
+        rows, extras = await _rows(connection, _filtered_page(query, name, reverse, after), params)
+    else:
+        rows, extras = await _rows(
+            connection, _whole_list_page(name, reverse, after, sized), params
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -279,6 +316,20 @@ async def _keyset_page(
         prev_cursor=encode_cursor(query.sort, "p", key_of(rows[0])) if has_prev else None,
     )
     return page, extras
+
+
+async def _rows(
+    connection: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
+) -> tuple[list[UserRow], tuple[Any, ...]]:
+    """The statement's rows as ``UserRow``s, and the columns past them (the same on every
+    row: a count, an estimate) from the last row, or () when there is none."""
+    fields = len(UserRow._fields)
+    rows: list[UserRow] = []
+    extras: tuple[Any, ...] = ()
+    for row in await connection.execute(stmt, params):
+        rows.append(UserRow._make(row[:fields]))
+        extras = tuple(row[fields:])
+    return rows, extras
 
 
 # The id column is a 32-bit integer: a larger id in a URL names no user, and must not reach
