@@ -229,3 +229,21 @@ def test_deactivate_inline_and_delete_after_confirming(admin_page: Page, db: Eng
     expect(page.locator(".result-count")).to_have_text("1 user")
     assert fetch_user(db, user_id) is None
     assert_not_reloaded(page)
+
+
+def test_delete_from_a_sorted_search_comes_back_to_it(admin_page: Page, db: Engine) -> None:
+    """The list a row's delete returns to (its "next", given once for every row) keeps the
+    search and the sort the page showed."""
+    for last in ("Aardvark", "Hopper", "Zulu"):
+        insert_user(db, first_name="Kit", last_name=last, email=f"kit.{last.lower()}@example.com")
+    page = admin_page
+    page.goto("/users?q=kit&sort=-name")
+    mark_window(page)
+    expect(rows(page)).to_have_count(3)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tr", has_text="Hopper").get_by_role("link", name="Delete").click()
+    expect(page.locator(".flash")).to_have_text("Deleted Kit Hopper.")
+    expect(rows(page)).to_have_count(2)
+    expect(rows(page).first).to_contain_text("Zulu")  # still the search, still descending
+    expect(rows(page).last).to_contain_text("Aardvark")
+    assert_not_reloaded(page)
