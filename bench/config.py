@@ -50,7 +50,8 @@ class BenchConfig:
     connections: int  # wrk connections for the read scenarios
     create_connections: int  # wrk connections posting creates (bcrypt-bound)
     timeout: float  # wrk gives up on a response after this long (counted as an error)
-    search: str  # the search term: a last-name fragment that matches some rows
+    search: str  # a broad search: a common surname (about 1 user in 120)
+    person_search: str  # a search for one person by name: a few dozen matches
     server_cpus: str  # taskset list for the app servers
     load_cpus: str  # taskset list for wrk
     all_cpus: str  # for the "--workers 2 beside one worker" pair
@@ -90,7 +91,8 @@ class BenchConfig:
             # keep the hasher busy all the time; more would only queue behind it.
             create_connections=int(_number("BENCH_CREATE_CONNECTIONS", 4)),
             timeout=_number("BENCH_TIMEOUT", 10.0),
-            search=_text("BENCH_SEARCH", "nakam"),
+            search=_text("BENCH_SEARCH", "smith"),
+            person_search=_text("BENCH_SEARCH_PERSON", "hana nakamura"),
             server_cpus=_text("BENCH_SERVER_CPUS", "0"),
             load_cpus=_text("BENCH_LOAD_CPUS", str(last)),
             all_cpus=_text("BENCH_ALL_CPUS", f"0-{last}" if last else "0"),

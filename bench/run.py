@@ -2,7 +2,8 @@
 
 Environment (defaults: the full run, about 10 minutes on 2 cores): BENCH_SIZES=100000,1000000
 BENCH_DURATION=10 BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_CREATE_CONNECTIONS=4
-BENCH_TIMEOUT=10 BENCH_SEARCH=nakam BENCH_FLOOR_COUNT=none BENCH_POOL_SIZE=10 BENCH_SERVER_CPUS=0
+BENCH_TIMEOUT=10 BENCH_SEARCH=smith
+BENCH_SEARCH_PERSON='hana nakamura' BENCH_FLOOR_COUNT=none BENCH_POOL_SIZE=10 BENCH_SERVER_CPUS=0
 BENCH_LOAD_CPUS=1 BENCH_RESULTS=bench/results.md. A smoke run:
 ``BENCH_SIZES=20000 BENCH_DURATION=3 make bench``.
 """
@@ -197,7 +198,7 @@ class Bench:
         self.floor_run(users, "page 1")
         with self.console() as base:
             cookie = self.session.cookie
-            reads = scenarios.console_reads(self.cluster.dsn, users, cfg.search)
+            reads = scenarios.console_reads(self.cluster.dsn, users, cfg.search, cfg.person_search)
             for page in reads:
                 result = self.measure(self.page_load(base, page, cookie))
                 self.add(Row(users, "console", page.name, result))

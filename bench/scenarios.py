@@ -67,12 +67,31 @@ def deep_page_path(dsn: str, users: int) -> str:
     return f"/users?{urlencode({'cursor': encode_cursor('name', 'n', list(row))})}"
 
 
-def console_reads(dsn: str, users: int, search: str) -> list[Page]:
+def matches(dsn: str, search: str) -> int:
+    """How many users the console's search for ``search`` finds: every word in the first
+    name, the last name or the email (webapp.crud's filter, written out)."""
+    words = search.lower().split()
+    where = " AND ".join(
+        "(first_name ILIKE %s OR last_name ILIKE %s OR email_key LIKE %s)" for _ in words
+    )
+    params = [f"%{w}%" for w in words for _ in range(3)]
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"SELECT count(*) FROM users WHERE {where}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def search_page(name: str, dsn: str, search: str) -> Page:
+    found = matches(dsn, search)
+    return list_page(f"{name} “{search}” ({found:,} matches)", f"/users?{urlencode({'q': search})}")
+
+
+def console_reads(dsn: str, users: int, search: str, person_search: str) -> list[Page]:
     """The read scenarios, in the order they run and are reported."""
     deep = deep_page_path(dsn, users)
     return [
         list_page("page 1", "/users"),
-        list_page(f"search “{search}”", f"/users?{urlencode({'q': search})}"),
+        search_page("search", dsn, search),
+        search_page("search, one person", dsn, person_search),
         # Far in: it links back and onwards. (A URL the list ignored would show page 1,
         # which has no rel="prev", and fail here instead of measuring the wrong page.)
         Page("deep page", deep, (TABLE, ROW, 'rel="prev"', 'rel="next"')),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import secrets
 import sys
@@ -19,23 +21,57 @@ from webapp.db import make_engine
 from webapp.models import User, email_key
 
 BATCH = 5000
+NAME_CHUNK = 10_000  # names drawn this many at a time
 COPY_BATCH = 50_000
 
+# Real names first, roughly in order of how common they are, then made-up ones, drawn with
+# Zipf's law: like people's names, a few are common (the commonest surname about 1 user in
+# 120) and most are rare, so a search for a surname finds what it would in a real table.
 FIRST_NAMES = (
-    "Ada Alan Alice Amara Ana Andrei Anika Aroha Beatriz Ben Camille Carlos Chen Chloe Dara "
-    "David Diego Elena Elif Emma Erik Fatima Felix Grace Hana Hugo Ines Ivan Jamal Jana Jonas "
-    "Julia Kai Kenji Lara Leila Liam Lina Luca Maya Mateo Mei Mila Nadia Naveen Nia Noah Olga "
-    "Omar Paula Priya Rafael Rosa Sami Sara Sofia Tariq Tomas Uma Victor Wen Yara Yusuf Zoe"
+    "Maria Wei Mohammed Ana Emma Liam Fatima Noah Sofia Chen Priya Omar Olga Hana Carlos Mei "
+    "David Elena Kenji Ivan Sara Mateo Aroha Ada Alan Alice Amara Andrei Anika Beatriz Ben "
+    "Camille Chloe Dara Diego Elif Erik Felix Grace Hugo Ines Jamal Jana Jonas Julia Kai Lara "
+    "Leila Lina Luca Maya Mila Nadia Naveen Nia Paula Rafael Rosa Sami Tariq Tomas Uma Victor "
+    "Wen Yara Yusuf Zoe"
 ).split()
 LAST_NAMES = (
-    "Abe Adeyemi Almeida Andersen Bakker Becker Bianchi Brown Costa Cruz Dubois Eriksen "
-    "Fischer Garcia Gonzalez Haddad Hansen Ito Ivanova Jensen Kaur Khan Kim Kowalski Larsen "
-    "Lee Lopez Martin Meyer Moreau Muller Nakamura Nguyen Novak Okafor Oliveira Park Patel "
-    "Petrov Quinn Rahman Rossi Santos Schmidt Silva Singh Smith Sousa Tanaka Taylor Torres "
-    "Ueda Varga Wagner Walker Wang Weber Williams Wilson Yamamoto Zhang Zielinski"
+    "Wang Smith Garcia Nguyen Kim Singh Patel Zhang Lee Silva Khan Gonzalez Lopez Muller "
+    "Ivanova Rossi Santos Martin Williams Brown Kaur Tanaka Oliveira Rahman Costa Schmidt "
+    "Taylor Torres Cruz Nakamura Jensen Hansen Yamamoto Fischer Wilson Meyer Moreau Weber "
+    "Dubois Becker Wagner Walker Park Ito Novak Kowalski Petrov Bianchi Sousa Almeida Haddad "
+    "Okafor Adeyemi Bakker Larsen Andersen Eriksen Varga Zielinski Ueda Abe Quinn"
 ).split()
+MADE_UP_LAST = 40_000
+MADE_UP_FIRST = 3_000
+_SYLLABLES = "ka ki ko sa shi ta to na no ha mo ya ra ri wa ma mi da ga be lo ve ni el".split()
+_LAST_ENDINGS = ("", "son", "er", "ley", "ton", "ski", "ova", "ez", "ini", "berg", "oto", "ic")
+_FIRST_ENDINGS = ("", "a", "o", "en", "ia", "el")
 DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "corp.example")
 SPAN = timedelta(days=3 * 365)
+
+
+def _made_up(
+    rng: random.Random, count: int, endings: tuple[str, ...], known: list[str]
+) -> list[str]:
+    names = dict.fromkeys(known)
+    while len(names) < len(known) + count:
+        stem = "".join(rng.choices(_SYLLABLES, k=rng.choice((2, 2, 3))))
+        names[(stem + rng.choice(endings)).capitalize()] = None
+    return list(names)
+
+
+def _zipf(names: list[str], offset: int) -> tuple[list[str], list[float]]:
+    """``names`` with cumulative weights 1/(rank + offset), for ``random.choices``."""
+    return names, list(itertools.accumulate(1 / (rank + offset) for rank in range(len(names))))
+
+
+@functools.cache
+def name_tables() -> tuple[tuple[list[str], list[float]], tuple[list[str], list[float]]]:
+    """(first names, last names), each with its cumulative weights. The same on every run."""
+    rng = random.Random(2026)
+    firsts = _made_up(rng, MADE_UP_FIRST, _FIRST_ENDINGS, FIRST_NAMES)
+    lasts = _made_up(rng, MADE_UP_LAST, _LAST_ENDINGS, LAST_NAMES)
+    return _zipf(firsts, 5), _zipf(lasts, 15)
 
 
 COLUMNS = (
@@ -57,14 +93,18 @@ Row = tuple[Any, ...]
 def fake_users(start: int, count: int, password_hash: str, rng: random.Random) -> Iterator[Row]:
     """Rows in ``COLUMNS`` order."""
     now = datetime.now(UTC)
-    for n in range(start, start + count):
-        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-        created = now - SPAN * rng.random()
-        # The running number keeps every address unique, also across repeated seeds.
-        email = f"{first.lower()}.{last.lower()}.{n}@{rng.choice(DOMAINS)}"
-        active, admin = rng.random() > 0.1, rng.random() < 0.02
-        yield (first, last, email, email_key(email), password_hash, active, admin, False,
-               created, created, 1)  # fmt: skip
+    (firsts, first_weights), (lasts, last_weights) = name_tables()
+    for chunk in range(start, start + count, NAME_CHUNK):
+        size = min(NAME_CHUNK, start + count - chunk)
+        first_names = rng.choices(firsts, cum_weights=first_weights, k=size)
+        last_names = rng.choices(lasts, cum_weights=last_weights, k=size)
+        for n, first, last in zip(range(chunk, chunk + size), first_names, last_names, strict=True):
+            created = now - SPAN * rng.random()
+            # The running number keeps every address unique, also across repeated seeds.
+            email = f"{first.lower()}.{last.lower()}.{n}@{rng.choice(DOMAINS)}"
+            active, admin = rng.random() > 0.1, rng.random() < 0.02
+            yield (first, last, email, email_key(email), password_hash, active, admin, False,
+                   created, created, 1)  # fmt: skip
 
 
 def _progress(done: int, total: int, started: float) -> None:
