@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from html import unescape
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -263,27 +262,3 @@ def test_malformed_parameters_fall_back_to_defaults(client: TestClient, db: Engi
         response = client.get(f"/users?{query}")
         assert response.status_code == 200, query
         assert "2 users" in response.text  # and the signed-in admin
-
-
-def test_the_list_is_drawn_after_its_connection_went_back(client: TestClient, db: Engine) -> None:
-    """The rows are read, the connection goes back to the pool, then the page is drawn: a
-    request holds a connection for its statements, not for its template."""
-    for n in range(3):
-        insert_user(db, last_name=f"Drawn{n}")
-    app: Any = client.app
-    pool = app.state.engine.sync_engine.pool
-    filters = app.state.templates.env.filters
-    draw_date = filters["datetime"]  # called once per row, while the rows are drawn
-    held_while_drawing: list[int] = []
-
-    def watching(value: Any) -> str:
-        held_while_drawing.append(pool.checkedout())
-        return str(draw_date(value))
-
-    filters["datetime"] = watching
-    try:
-        page = client.get("/users?q=drawn")
-    finally:
-        filters["datetime"] = draw_date
-    assert page.status_code == 200 and "Drawn2" in page.text
-    assert held_while_drawing == [0, 0, 0]

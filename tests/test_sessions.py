@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
+from jinja2 import pass_context
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -104,6 +106,39 @@ def test_invalid_form_and_duplicate_leave_nothing_checked_out(
         assert client.post("/users", data=user_form(email="TAKEN@example.com")).status_code == 422
         assert client.post("/users", data=user_form(email="bad")).status_code == 422
     assert _checked_out(app) == 0
+
+
+def test_pages_are_drawn_after_their_connection_went_back(
+    client: TestClient, app: FastAPI, db: Engine
+) -> None:
+    """Read, give the connection back, then draw: no page holds a connection while its
+    template runs (every page asks ``url_for`` for its links while it is drawn)."""
+    user_id = insert_user(db, first_name="Drawn", last_name="Later")
+    globals_ = app.state.templates.env.globals
+    url_for = globals_["url_for"]
+    held: dict[str, set[int]] = {}
+    page = ""
+
+    @pass_context
+    def watching(context: Any, name: str, /, **params: Any) -> Any:
+        held.setdefault(page, set()).add(_checked_out(app))
+        return url_for(context, name, **params)
+
+    globals_["url_for"] = watching
+    try:
+        for page, status in (
+            ("/users", 200),
+            ("/users?q=drawn", 200),
+            (f"/users/{user_id}", 200),
+            ("/users/new", 200),
+            ("/audit", 200),
+        ):
+            assert client.get(page).status_code == status, page
+        page = "POST /users (invalid)"
+        assert client.post("/users", data=user_form(email="bad")).status_code == 422
+    finally:
+        globals_["url_for"] = url_for
+    assert held == {p: {0} for p in held} and len(held) == 6, held
 
 
 def test_one_connection_per_request(client: TestClient, app: FastAPI, db: Engine) -> None:

@@ -138,10 +138,3 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     finally:
         _sqlite_begin.reset(begin)
         current_route.reset(holder)
-
-
-async def release(session: AsyncSession) -> None:
-    """Give the request's connection back to the pool now, its work committed: a page that
-    has read everything it shows draws itself without holding a connection (a 50-row page
-    takes longer to draw than to read). A later statement would take a connection again."""
-    await session.commit()

@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 from fastapi.routing import iter_route_contexts
 from fastapi.templating import Jinja2Templates
-from jinja2 import pass_context
+from jinja2 import Template, pass_context
 from starlette.datastructures import URL
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from webapp import auth, htmx
 from webapp.resources import resource_dir
@@ -109,6 +110,37 @@ def _pop_flashes(request: Request) -> list[dict[str, str]]:
     return flashes
 
 
+class PageResponse(HTMLResponse):
+    """A page drawn as it is sent, not when the route returns it: by then the route's session
+    has committed and given its connection back, so no connection waits on a template (a
+    50-row list takes longer to draw than to read). What the template shows must therefore
+    be loaded by the route: plain values, or objects whose columns are loaded (sessions keep
+    them readable after commit); a template never starts a query."""
+
+    def __init__(
+        self,
+        template: Template,
+        context: dict[str, Any],
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.template = template
+        self.context = context
+        self.status_code = status_code
+        self.background = None
+        self.init_headers(headers)  # no body yet: its length is added when it is drawn
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.body = self.render(self.template.render(self.context))
+        self.headers["content-length"] = str(len(self.body))
+        if "http.response.debug" in scope.get("extensions", {}):
+            # Starlette's test client reads which template answered from this message.
+            info = {"template": self.template, "context": self.context}
+            await send({"type": "http.response.debug", "info": info})
+        await super().__call__(scope, receive, send)
+
+
 def render(
     request: Request,
     page: str,
@@ -122,6 +154,7 @@ def render(
 
     A page ``include``s its fragments, so the same markup serves both answers. Flash
     messages ride along: in the page's flash region, or out of band beside a fragment.
+    The page is drawn as it is sent, after the request's session has closed (``PageResponse``).
     """
     as_fragment = fragment is not None and htmx.wants_fragment(request)
     ctx = {
@@ -132,13 +165,11 @@ def render(
         **(context or {}),
     }
     templates: Jinja2Templates = request.app.state.templates
-    response = templates.TemplateResponse(
-        request,
-        fragment if as_fragment and fragment else page,
-        ctx,
-        status_code=status_code,
-        headers=dict(headers or {}),
-    )
+    ctx["request"] = request
+    for processor in templates.context_processors:
+        ctx.update(processor(request))
+    template = templates.get_template(fragment if as_fragment and fragment else page)
+    response = PageResponse(template, ctx, status_code=status_code, headers=headers)
     if fragment is not None:
         htmx.vary(response)
     return response

@@ -11,7 +11,6 @@ from starlette.datastructures import FormData
 
 from webapp import auth, crud, htmx
 from webapp.crud import DuplicateEmailError, SafetyRailError, StaleUserError
-from webapp.db import release
 from webapp.deps import ActorDep, HasherDep, SessionDep, SettingsDep, require_admin
 from webapp.errors import not_found
 from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
@@ -41,7 +40,6 @@ async def _list_page(
     request: Request, session: SessionDep, settings: SettingsDep, query: UserListQuery
 ) -> Response:
     listing = await crud.list_users(session, query, settings.per_page)
-    await release(session)  # the rows are plain values: draw them with the connection back
     links = ListLinks.of(_list_path(request), query, listing.page)
     return render(
         request,
