@@ -51,7 +51,7 @@ class BenchConfig:
     create_connections: int  # wrk connections posting creates (bcrypt-bound)
     timeout: float  # wrk gives up on a response after this long (counted as an error)
     search: str  # a broad search: a common surname (about 1 user in 120)
-    person_search: str  # a search for one person by name: a few dozen matches
+    person_search: str  # a search for one person by name ("": a seeded user's full name)
     server_cpus: str  # taskset list for the app servers
     load_cpus: str  # taskset list for wrk
     all_cpus: str  # for the "--workers 2 beside one worker" pair
@@ -92,7 +92,7 @@ class BenchConfig:
             create_connections=int(_number("BENCH_CREATE_CONNECTIONS", 4)),
             timeout=_number("BENCH_TIMEOUT", 10.0),
             search=_text("BENCH_SEARCH", "smith"),
-            person_search=_text("BENCH_SEARCH_PERSON", "hana nakamura"),
+            person_search=_text("BENCH_SEARCH_PERSON", ""),
             server_cpus=_text("BENCH_SERVER_CPUS", "0"),
             load_cpus=_text("BENCH_LOAD_CPUS", str(last)),
             all_cpus=_text("BENCH_ALL_CPUS", f"0-{last}" if last else "0"),

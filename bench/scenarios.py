@@ -85,9 +85,22 @@ def search_page(name: str, dsn: str, search: str) -> Page:
     return list_page(f"{name} “{search}” ({found:,} matches)", f"/users?{urlencode({'q': search})}")
 
 
+def someone(dsn: str, users: int) -> str:
+    """The full name of the user halfway down the table: a person one might look for."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT first_name || ' ' || last_name FROM users ORDER BY id OFFSET %s LIMIT 1",
+            (users // 2,),
+        ).fetchone()
+    if row is None:
+        raise BenchError(f"no user at position {users // 2} to search for")
+    return str(row[0])
+
+
 def console_reads(dsn: str, users: int, search: str, person_search: str) -> list[Page]:
     """The read scenarios, in the order they run and are reported."""
     deep = deep_page_path(dsn, users)
+    person_search = person_search or someone(dsn, users)
     return [
         list_page("page 1", "/users"),
         search_page("search", dsn, search),
