@@ -82,7 +82,8 @@ def matches(dsn: str, search: str) -> int:
 
 def search_page(name: str, dsn: str, search: str) -> Page:
     found = matches(dsn, search)
-    return list_page(f"{name} “{search}” ({found:,} matches)", f"/users?{urlencode({'q': search})}")
+    label = f"{name} “{search}” ({found:,} match{'' if found == 1 else 'es'})"
+    return list_page(label, f"/users?{urlencode({'q': search})}")
 
 
 def someone(dsn: str, users: int) -> str:
