@@ -92,7 +92,7 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
     return stmt.where(and_(*conditions)) if conditions else stmt
 
 
-# A search reads its matches through the trigram indexes and sorts them, counting them in
+# A search reads its matches through the trigram index and sorts them, counting them in
 # the same statement, when it has up to this many; a broader one walks the sort's index,
 # where its matches lie close together and a page of them turns up quickly.
 MATCHES_FIRST_UP_TO = 50_000
@@ -188,10 +188,9 @@ _KEYSET: dict[str, tuple[tuple[Any, ...], tuple[KeyKind, ...]]] = {
 def _keyset_order(
     stmt: Select[Any], columns: tuple[Any, ...], reverse: bool, after: bool
 ) -> Select[Any]:
-    """``stmt`` from the cursor on (its key and the limit are bound parameters: ``k0``,
-    ``k1``, ... and ``limit``), in the sort's order or its reverse.
-
-    The limit is written into the SQL when it is sent (it is the same on every page): with
+    """``stmt`` from the cursor on, in the sort's order or its reverse. The cursor's key is
+    bound as ``k0``, ``k1``, ...; ``limit`` is given with the parameters too, but written
+    into the SQL when it is sent (it is the same on every page): with
     ``LIMIT $n`` PostgreSQL cannot cost a generic plan, so it planned every page afresh
     (0.3 ms of the server's time, half of what a page cost it); with the number in the
     statement it plans a prepared statement once and reuses the plan."""
@@ -224,7 +223,7 @@ def _matches_first_page(query: UserListQuery, sort: str, reverse: bool, after: b
     """A search's page, read from its matches, and how many match, in one statement.
 
     The matches (their id and sort key, at most ``cap`` of them) are fenced off in a
-    MATERIALIZED CTE: PostgreSQL reads them through the trigram indexes and sorts them,
+    MATERIALIZED CTE: PostgreSQL reads them through the trigram index and sorts them,
     instead of walking the sort's index until a page of matches turns up, which is slow
     when the matches bunch together far along it (every "Nakamura" sits in the middle of
     the alphabet). Only the page's rows are then read in full, and the CTE is counted.
