@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
+from webapp import driver_reads
 from webapp.config import Settings
 from webapp.crud import MAX_ID
 from webapp.models import LoginThrottle, User, email_key, utcnow
@@ -71,8 +72,8 @@ async def load_account(session: AsyncSession, user_id: int) -> Account | None:
     if not 0 < user_id <= MAX_ID:
         return None
     connection = await session.connection()
-    row = (await connection.execute(_ACCOUNT, {"user_id": user_id})).first()
-    return Account._make(row) if row is not None else None
+    rows = await driver_reads.fetch_all(connection, _ACCOUNT, {"user_id": user_id})
+    return Account._make(rows[0]) if rows else None
 
 
 @dataclass(frozen=True, slots=True)

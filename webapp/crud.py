@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from webapp import audit
+from webapp import audit, driver_reads
 from webapp.audit import Actor
 from webapp.counting import (
     Count,
@@ -295,8 +295,9 @@ async def _keyset_page(
     elif query.is_filtered:
         rows, extras = await _rows(connection, _filtered_page(query, name, reverse, after), params)
     else:
+        # Built once per sort and position: the driver sends it (webapp.driver_reads).
         rows, extras = await _rows(
-            connection, _whole_list_page(name, reverse, after, sized), params
+            connection, _whole_list_page(name, reverse, after, sized), params, built_once=True
         )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -319,7 +320,11 @@ async def _keyset_page(
 
 
 async def _rows(
-    connection: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
+    connection: AsyncConnection,
+    stmt: Select[Any],
+    params: dict[str, Any],
+    *,
+    built_once: bool = False,
 ) -> tuple[list[UserRow], tuple[Any, ...]]:
     """The statement's rows as ``UserRow``s, and the columns past them (the same on every
     row: a count, an estimate) from the last row, or () when there is none."""
@@ -327,7 +332,12 @@ async def _rows(
     rows: list[UserRow] = []
     extras: tuple[Any, ...] = ()
     # All at once: iterating a result fetches its rows one call at a time.
-    for row in (await connection.execute(stmt, params)).all():
+    found = (
+        await driver_reads.fetch_all(connection, stmt, params)
+        if built_once
+        else (await connection.execute(stmt, params)).all()
+    )
+    for row in found:
         rows.append(UserRow._make(row[:fields]))
         extras = tuple(row[fields:])
     return rows, extras
