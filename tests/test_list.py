@@ -73,8 +73,11 @@ def test_search_wildcards_and_quotes_match_literally(client: TestClient, db: Eng
     slash = insert_user(db, first_name="Back\\slash", last_name="Sign")
     plain = insert_user(db, first_name="Plain", last_name="Sign")
     quote = insert_user(db, first_name="O'Brien", last_name="Sign")
-    ids = [percent, under, slash, plain, quote]
+    forward = insert_user(db, first_name="For/ward", last_name="Sign")  # the LIKE escape
+    ids = [percent, under, slash, plain, quote, forward]
     assert names(client.get("/users", params={"q": "%"}).text, ids) == [percent]
+    assert names(client.get("/users", params={"q": "/"}).text, ids) == [forward]
+    assert names(client.get("/users", params={"q": "r/w %"}).text, ids) == []
     assert names(client.get("/users", params={"q": "_"}).text, ids) == [under]
     assert names(client.get("/users", params={"q": "\\"}).text, ids) == [slash]
     response = client.get("/users", params={"q": "o'brien"})

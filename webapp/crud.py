@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -71,25 +72,54 @@ _SORTS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _filters(query: UserListQuery) -> list[ColumnElement[bool]]:
+class _Shape(NamedTuple):
+    """What a filtered list's SQL depends on; the search words are its parameters (``t0``,
+    ``t1``, ...), so one statement per shape is built and compiled, not one per search."""
+
+    terms: int
+    active: str
+    admin: str
+
+    @classmethod
+    def of(cls, query: UserListQuery) -> _Shape:
+        return cls(len(query.terms), query.active, query.admin)
+
+
+def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     # Every word must appear in one of the fields, so "ada lovelace" finds Ada Lovelace.
-    # autoescape makes %, _ and the escape character match literally.
     # One expression for the three fields, trigram-indexed on PostgreSQL: every word of a
     # search is looked up in one scan of one index.
     searched = search_text()
-    for term in query.terms:
-        conditions.append(searched.contains(term.lower(), autoescape=True))
-    if query.active:
-        conditions.append(User.is_active.is_(query.active == "yes"))
-    if query.admin:
-        conditions.append(User.is_admin.is_(query.admin == "yes"))
+    for i in range(shape.terms):
+        conditions.append(searched.like(bindparam(f"t{i}", type_=String()), escape=LIKE_ESCAPE))
+    if shape.active:
+        conditions.append(User.is_active.is_(shape.active == "yes"))
+    if shape.admin:
+        conditions.append(User.is_admin.is_(shape.admin == "yes"))
     return conditions
 
 
+LIKE_ESCAPE = "/"
+
+
+def _search_params(query: UserListQuery) -> dict[str, str]:
+    """The search words as the filter's LIKE patterns: %, _ and the escape character in a
+    word match themselves."""
+    params = {}
+    for i, term in enumerate(query.terms):
+        word = term.lower().replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        word = word.replace("%", f"{LIKE_ESCAPE}%").replace("_", f"{LIKE_ESCAPE}_")
+        params[f"t{i}"] = f"%{word}%"
+    return params
+
+
 def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
-    conditions = _filters(query)
-    return stmt.where(and_(*conditions)) if conditions else stmt
+    """``stmt`` narrowed by the query's search and filters, their values bound in."""
+    conditions = _conditions(_Shape.of(query))
+    if not conditions:
+        return stmt
+    return stmt.where(and_(*conditions)).params(_search_params(query))
 
 
 # A search reads its matches through the trigram index and sorts them, counting them in
@@ -213,13 +243,15 @@ def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Sele
     return _keyset_order(stmt, _KEYSET[sort][0], reverse, after)
 
 
-def _filtered_page(query: UserListQuery, sort: str, reverse: bool, after: bool) -> Select[Any]:
-    """A filtered list's page, walking the sort's index (its terms vary, so the statement is
-    built for each page)."""
-    return _keyset_order(_filtered(select(*ROW_COLUMNS), query), _KEYSET[sort][0], reverse, after)
+@functools.lru_cache(maxsize=256)
+def _filtered_page(shape: _Shape, sort: str, reverse: bool, after: bool) -> Select[Any]:
+    """A filtered list's page, walking the sort's index (built once per shape)."""
+    filtered = select(*ROW_COLUMNS).where(and_(*_conditions(shape)))
+    return _keyset_order(filtered, _KEYSET[sort][0], reverse, after)
 
 
-def _matches_first_page(query: UserListQuery, sort: str, reverse: bool, after: bool) -> Select[Any]:
+@functools.lru_cache(maxsize=256)
+def _matches_first_page(shape: _Shape, sort: str, reverse: bool, after: bool) -> Select[Any]:
     """A search's page, read from its matches, and how many match, in one statement.
 
     The matches (their id and sort key, at most ``cap`` of them) are fenced off in a
@@ -231,7 +263,8 @@ def _matches_first_page(query: UserListQuery, sort: str, reverse: bool, after: b
     columns: tuple[Any, ...] = _KEYSET[sort][0]
     keys = {User.id.key: User.id} | {c.key: c for c in columns}
     matches = (
-        _filtered(select(*keys.values()), query)
+        select(*keys.values())
+        .where(and_(*_conditions(shape)))
         .limit(bindparam("cap"))
         .cte("matches")
         .prefix_with("MATERIALIZED", dialect="postgresql")
@@ -283,22 +316,23 @@ async def _keyset_page(
     if sized and query.is_filtered:
         raise ValueError("only the whole list is sized with its page")
     # Core rows on the session's connection: the ORM has nothing to track in a list.
+    # Every statement here is built once per sort, position and shape of the search: the
+    # driver sends it (webapp.driver_reads).
     connection = await session.connection()
+    shape = _Shape.of(query)
+    params.update(_search_params(query))
     if search:
-        stmt = _matches_first_page(query, name, reverse, after)
+        stmt = _matches_first_page(shape, name, reverse, after)
         rows, extras = await _rows(connection, stmt, params | {"cap": MATCHES_FIRST_UP_TO + 1})
         if extras and extras[0] > MATCHES_FIRST_UP_TO:
             # Too many to sort: they lie close together on the sort's index, walk it.
-            rows, extras = await _rows(
-                connection, _filtered_page(query, name, reverse, after), params
-            )
+            stmt = _filtered_page(shape, name, reverse, after)
+            rows, extras = await _rows(connection, stmt, params)
     elif query.is_filtered:
-        rows, extras = await _rows(connection, _filtered_page(query, name, reverse, after), params)
+        rows, extras = await _rows(connection, _filtered_page(shape, name, reverse, after), params)
     else:
-        # Built once per sort and position: the driver sends it (webapp.driver_reads).
-        rows, extras = await _rows(
-            connection, _whole_list_page(name, reverse, after, sized), params, built_once=True
-        )
+        stmt = _whole_list_page(name, reverse, after, sized)
+        rows, extras = await _rows(connection, stmt, params)
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -320,11 +354,7 @@ async def _keyset_page(
 
 
 async def _rows(
-    connection: AsyncConnection,
-    stmt: Select[Any],
-    params: dict[str, Any],
-    *,
-    built_once: bool = False,
+    connection: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
 ) -> tuple[list[UserRow], tuple[Any, ...]]:
     """The statement's rows as ``UserRow``s, and the columns past them (the same on every
     row: a count, an estimate) from the last row, or () when there is none."""
@@ -332,12 +362,7 @@ async def _rows(
     rows: list[UserRow] = []
     extras: tuple[Any, ...] = ()
     # All at once: iterating a result fetches its rows one call at a time.
-    found = (
-        await driver_reads.fetch_all(connection, stmt, params)
-        if built_once
-        else (await connection.execute(stmt, params)).all()
-    )
-    for row in found:
+    for row in await driver_reads.fetch_all(connection, stmt, params):
         rows.append(UserRow._make(row[:fields]))
         extras = tuple(row[fields:])
     return rows, extras

@@ -72,7 +72,7 @@ def _handle_error(
     sync_connection._handle_dbapi_exception(error, text, values, None, None)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=512)
 def _compiled(stmt: Select[Any], dialect: Dialect) -> Any:
     return stmt.compile(dialect=dialect)
 
@@ -85,7 +85,7 @@ def _literals(
     return tuple(sorted((b.key, params[b.key]) for b in compiled.literal_execute_params))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _text(
     stmt: Select[Any], dialect: Dialect, literals: tuple[tuple[str, Any], ...]
 ) -> tuple[str, dict[str, Any], tuple[str, ...]]:
