@@ -83,20 +83,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _reads(rows: list[Row]) -> list[str]:
     out: list[list[str]] = []
-    # Against the floor's better run at each size: its best rate and its best p99.
-    best_rps: dict[int, float] = {}
-    best_p99: dict[int, float] = {}
-    for f in (r for r in rows if r.app == "floor" and r.result.rps and r.result.p99_ms):
-        best_rps[f.users] = max(best_rps.get(f.users, 0.0), f.result.rps)
-        best_p99[f.users] = min(best_p99.get(f.users, float("inf")), f.result.p99_ms)
-    for row in rows:
-        if row.kind != "read":
-            continue
+    reads = [row for row in rows if row.kind == "read"]
+    for i, row in enumerate(reads):
         r = row.result
         rps_ratio = p99_ratio = "—"
-        if row.users in best_rps and row.app == "console":
+        floors = _adjacent_floors(reads, i) if row.app == "console" else []
+        if floors:
             listed = row.scenario.startswith(LIST_SCENARIOS)
-            rps, p99 = r.rps / best_rps[row.users], r.p99_ms / best_p99[row.users]
+            rps = r.rps / max(f.result.rps for f in floors)
+            p99 = r.p99_ms / min(f.result.p99_ms for f in floors)
             rps_ratio = _ratio(rps, rps >= MIN_RPS_RATIO if listed else None)
             p99_ratio = _ratio(p99, p99 <= MAX_P99_RATIO if listed else None)
         out.append(
@@ -116,6 +111,18 @@ def _reads(rows: list[Row]) -> list[str]:
     header = ["users", "app", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "KB/resp",
               "req/s ÷ floor", "p99 ÷ floor"]  # fmt: skip
     return _table(header, out)
+
+
+def _adjacent_floors(reads: list[Row], i: int) -> list[Row]:
+    """The floor's runs just before and just after ``reads[i]`` at the same size."""
+
+    def is_floor(row: Row) -> bool:
+        same = row.users == reads[i].users and row.app == "floor"
+        return same and bool(row.result.rps and row.result.p99_ms)
+
+    before = next((r for r in reversed(reads[:i]) if is_floor(r)), None)
+    after = next((r for r in reads[i + 1 :] if is_floor(r)), None)
+    return [r for r in (before, after) if r is not None]
 
 
 def _creates(rows: list[Row]) -> list[str]:
@@ -193,8 +200,9 @@ def render(cfg: BenchConfig, machine: list[tuple[str, str]], rows: list[Row]) ->
         "",
         f"## Reads: one worker, {cfg.connections} connections",
         "",
-        "The floor's page 1 is measured before the console's reads and again after them; "
-        "ratios are against the better of its two runs (its higher rate, its lower p99). "
+        "The floor's page 1 is measured before each console read and once after the last; "
+        "each console figure is set against the floor runs just before and after it, the "
+        "better of the two (the higher rate, the lower p99), as the machine drifts. "
         f"✓/✗: the issue's targets for "
         f"the list pages (req/s ≥ {MIN_RPS_RATIO} × floor, p99 ≤ {MAX_P99_RATIO} × floor; "
         "they apply at 1,000,000 users).",

@@ -188,23 +188,21 @@ class Bench:
 
     # --- one size --------------------------------------------------------------------
 
-    def floor_run(self, users: int, name: str) -> None:
-        with self.floor() as base:
-            result = self.measure(self.page_load(base, scenarios.floor_page()))
-            self.add(Row(users, "floor", name, result))
-
     def run_size(self) -> None:
         users, cfg = self.seeded, self.cfg
-        self.floor_run(users, "page 1")
-        with self.console() as base:
+        # Both servers up (each idle while the other is loaded), the floor's page 1 measured
+        # before every console read and once after the last: this machine drifts by a
+        # quarter within minutes, so each console figure is set against the floor runs just
+        # before and after it, the better of the two, so drift never flatters the console.
+        with self.floor() as floor_base, self.console() as base:
             cookie = self.session.cookie
+            floor_page = self.page_load(floor_base, scenarios.floor_page())
+            self.add(Row(users, "floor", "page 1", self.measure(floor_page)))
             reads = scenarios.console_reads(self.cluster.dsn, users, cfg.search, cfg.person_search)
             for page in reads:
                 result = self.measure(self.page_load(base, page, cookie))
                 self.add(Row(users, "console", page.name, result))
-        # The floor again: a shared machine drifts over a minute. Ratios are taken against
-        # the better of the two floor runs, so drift never flatters the console.
-        self.floor_run(users, "page 1, again")
+                self.add(Row(users, "floor", "page 1, again", self.measure(floor_page)))
         with self.console() as base:
             creates, nonce = self.create_load(base)
             result = self.measure(creates, cfg.create_connections, cfg.create_duration)
