@@ -3,7 +3,8 @@
 Plain Starlette, a psycopg pool and Jinja2, served by uvicorn like the console. It runs the
 same SQL for the rows as the console's ``crud.list_users`` on page 1 (SQLAlchemy's statement,
 written out) and renders the same 50-row table (``templates/users/_table.html`` and
-``_row.html``: same columns, same markup, Jinja2's autoescaping) in a bare page. No sign-in.
+``_rows.html``: same columns, same markup, drawn the same way, Jinja2's autoescaping) in a bare
+page; tests/test_bench_floor.py keeps the rows byte for byte the console's. No sign-in.
 
 By default it counts nothing (``BENCH_FLOOR_COUNT=none``): the floor is the least work, and
 what the console spends on its count (a bounded count and the planner's estimate), its
