@@ -116,7 +116,7 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit on success, roll back on error, always release.
 
     The session takes a connection from the pool at its first statement and gives it
-    back when the ``async with`` block closes it, whatever happened in the route.
+    back when its commit or rollback ends, whatever happened in the route (see ``_close``).
     """
     safe = request.method in SAFE_METHODS
     state = request.app.state
@@ -127,14 +127,33 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     # Names the holder of this request's connection in the pool monitor's leak reports.
     route = getattr(request.scope.get("route"), "path", request.url.path)
     holder = current_route.set(f"{request.method} {route}")
+    session = factory()
     try:
-        async with factory() as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
     finally:
-        _sqlite_begin.reset(begin)
-        current_route.reset(holder)
+        try:
+            await _close(session)
+        finally:
+            _sqlite_begin.reset(begin)
+            current_route.reset(holder)
+
+
+async def _close(session: AsyncSession) -> None:
+    """Close a request's session once its commit or rollback is over.
+
+    Either of them gave the connection back to the pool, so closing is bookkeeping, done
+    here and now. ``async with`` would close in a task of its own, shielded from
+    cancellation: two more turns of the event loop for every request, each waiting behind
+    every other request's work. That is kept for a session still in a transaction (its
+    rollback failed, or was cancelled), whose connection must go back whatever happens.
+    """
+    if session.in_transaction():
+        async with session:
+            pass
+    else:
+        await session.close()
