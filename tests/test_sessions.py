@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.factories import fetch_user, insert_user, make_settings, user_form, with_csrf
 from tests.pool_helpers import starve_the_pool
-from webapp.db import make_engine
+from webapp.db import WRITE_ISOLATION, make_engine, make_read_sessionmaker, make_sessionmaker
 from webapp.deps import SessionDep
 from webapp.models import User
 
@@ -219,6 +219,8 @@ async def test_through_pgbouncer_prepared_statements_must_be_off(database_url: s
 
     async def scenario(engine: AsyncEngine) -> None:
         query = text("SELECT 1 + :n")
+        # Real transactions: the pool's connections rest in autocommit (see webapp.db).
+        engine = engine.execution_options(isolation_level=WRITE_ISOLATION)
         async with engine.connect() as mine, engine.connect() as other:
             for _ in range(8):  # psycopg prepares a statement on its 5th run
                 async with mine.begin():
@@ -283,3 +285,34 @@ def test_a_sessions_close_takes_no_task_of_its_own(
     assert created, "the watch saw no task at all: it watched the wrong loop"
     assert not [name for name in created if "close" in name], created
     assert _checked_out(app) == 0
+
+
+@pytest.mark.postgres
+async def test_reads_use_connections_as_they_rest_writes_take_a_transaction(
+    database_url: str, db: Engine
+) -> None:
+    """A page's reads autocommit on the connection as the pool keeps it (no mode switched
+    there and back on every page); a session that may write holds one transaction, at
+    PostgreSQL's default level, and gives the connection back in autocommit."""
+    engine = make_engine(make_settings(database_url, pool_size=1, max_overflow=0))
+    isolation = text("SELECT current_setting('transaction_isolation')")
+    resting: list[bool] = []  # each checkout, before a session sets anything
+    event.listen(engine.sync_engine, "checkout", lambda dbapi, *_: resting.append(dbapi.autocommit))
+    try:
+        async with make_read_sessionmaker(engine)() as session:
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection.autocommit is True  # type: ignore[union-attr]
+        async with make_sessionmaker(engine)() as session:
+            session.add(_new_user("rolled-back@example.com"))
+            await session.flush()
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection.autocommit is False  # type: ignore[union-attr]
+            assert await session.scalar(isolation) == "read committed"
+            await session.rollback()
+        async with make_read_sessionmaker(engine)() as session:  # the one connection, reset
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection.autocommit is True  # type: ignore[union-attr]
+    finally:
+        await engine.dispose()
+    assert resting == [True, True, True]
+    assert _count(db, "rolled-back@example.com") == 0

@@ -29,11 +29,25 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # refused at its first write ("database is locked") when another writer got in between.
 _sqlite_begin: ContextVar[str] = ContextVar("sqlite_begin", default="BEGIN")
 
+# On PostgreSQL a pooled connection rests in autocommit, the mode of every page's reads
+# (make_read_sessionmaker), and a session that may write takes a transaction at this level
+# for as long as it holds the connection (make_sessionmaker). SQLAlchemy sets a connection's
+# mode at checkout and sets it back at checkin: four calls into the driver, each across the
+# greenlet bridge, about 0.23 ms of CPU. Every page paid that when the reads switched to
+# autocommit; now only the writes, far fewer, switch.
+WRITE_ISOLATION = "READ COMMITTED"  # PostgreSQL's default, which the writes always ran at
+
 
 def make_engine(settings: Settings) -> AsyncEngine:
-    """Build the pooled engine. Called once per process, from the app's lifespan."""
+    """Build the pooled engine. Called once per process, from the app's lifespan.
+
+    On PostgreSQL its connections autocommit unless a session from ``make_sessionmaker``
+    holds them: ``engine.begin()`` on it is no transaction (see WRITE_ISOLATION).
+    """
     connect_args: dict[str, Any] = {}
+    at_rest: dict[str, Any] = {}
     if not settings.is_sqlite:
+        at_rest["isolation_level"] = "AUTOCOMMIT"
         # Lets pg_stat_activity tell this worker's connections from every other's.
         connect_args["application_name"] = f"webapp:{os.getpid()}"
         if settings.pgbouncer:
@@ -53,6 +67,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # PostgreSQL's connections are checked without a round trip (_check_socket).
         pool_pre_ping=settings.pool_pre_ping and settings.is_sqlite,
         connect_args=connect_args,
+        **at_rest,
     )
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -99,17 +114,25 @@ def _sqlite_on_begin(conn: Any) -> None:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # Objects stay readable after commit, so templates never trigger a lazy load.
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    """Sessions that may write: one transaction from their first statement to their commit
+    or rollback (on PostgreSQL at WRITE_ISOLATION, whatever mode the pool's connections
+    rest in)."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level=WRITE_ISOLATION)
+    return _sessionmaker(engine)
 
 
 def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for GET and HEAD, which change nothing: on PostgreSQL each statement is its
-    own transaction (autocommit), which spares two round trips a page (BEGIN and COMMIT)
-    on the same pool. SQLite keeps its transactions: they are what take its locks."""
-    if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return make_sessionmaker(engine)
+    own transaction (autocommit, as ``make_engine``'s connections rest), which spares two
+    round trips a page (BEGIN and COMMIT) on the same pool. SQLite keeps its transactions:
+    they are what take its locks."""
+    return _sessionmaker(engine)
+
+
+def _sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Objects stay readable after commit, so templates never trigger a lazy load.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
 async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
