@@ -5,7 +5,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from sqlalchemy import Engine, select
+
+from tests.factories import insert_user, make_settings
 from webapp import seed
+from webapp.models import User
 
 
 def test_names_are_spread_like_real_ones() -> None:
@@ -28,3 +32,16 @@ def test_the_names_are_the_same_on_every_run() -> None:
     assert seed.name_tables.__wrapped__() == seed.name_tables()
     (_, _), (last_names, _) = seed.name_tables()
     assert last_names[: len(seed.LAST_NAMES)] == list(seed.LAST_NAMES)
+
+
+async def test_a_seed_in_many_batches_adds_each_user_once(database_url: str, db: Engine) -> None:
+    """Batches are drawn side by side (on PostgreSQL two COPY streams at once) and each
+    lands once: every running number, every address, nothing lost or doubled."""
+    first = insert_user(db, email="already.here@example.com")
+    added = await seed.seed(make_settings(database_url), 1_234, batch_size=100)
+    assert added == 1_234
+    with db.connect() as conn:
+        emails = conn.execute(select(User.email).where(User.id != first)).scalars().all()
+    assert len(emails) == len(set(emails)) == 1_234
+    numbers = sorted(int(email.split("@")[0].rsplit(".", 1)[1]) for email in emails)
+    assert numbers == list(range(first + 1, first + 1 + 1_234))
