@@ -81,9 +81,10 @@ def console_command(bin_dir: Path, workers: int) -> list[str]:
 
 
 def floor_command(bin_dir: Path) -> list[str]:
-    # The same server as the console's: uvicorn with its defaults (uvloop, httptools, access log).
+    # The same server as the console's: uvicorn (httptools, access log) on Python's own event
+    # loop, as `webapp serve` runs it (the floor's figures were the same on uvloop's).
     uvicorn = str(bin_dir / "uvicorn")
     return [
         uvicorn, "bench.floor:create_app", "--factory", "--app-dir", str(REPO_DIR),
-        "--host", HOST, "--port", "{port}",
+        "--host", HOST, "--port", "{port}", "--loop", "asyncio",
     ]  # fmt: skip

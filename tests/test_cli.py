@@ -164,3 +164,29 @@ def test_serve_starts_when_the_budget_fits(tmp_path: Path, database_url: str) ->
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("loop", [None, "uvloop"])
+def test_serve_runs_on_the_loop_asked_for(tmp_path: Path, loop: str | None) -> None:
+    """Python's own event loop unless told otherwise (uvloop stretched the list's p99 under
+    load, see the README): uvloop's library is loaded only when asked for."""
+    port = free_port()
+    env = {**os.environ, "WEBAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    command = [sys.executable, "-m", "webapp.cli", "serve", "--port", str(port)]
+    command += ["--loop", loop] if loop else []
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the console did not start")
+        maps = Path(f"/proc/{server.pid}/maps").read_text()
+        assert ("uvloop" in maps) == (loop == "uvloop")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
