@@ -50,7 +50,15 @@ def failing_app(app: FastAPI) -> FastAPI:
         session.add(_new_user("ok@example.com"))
         return {"ok": True}
 
+    async def fail_at_commit(session: SessionDep) -> dict[str, bool]:
+        # Two users with one address, never flushed by the route: the commit's own flush
+        # is what the database refuses.
+        session.add(_new_user("twice@example.com"))
+        session.add(_new_user("twice@example.com"))
+        return {"ok": True}
+
     app.add_api_route("/test/crash", crash, methods=["POST"])
+    app.add_api_route("/test/fail-at-commit", fail_at_commit, methods=["POST"])
     app.add_api_route("/test/refuse", refuse, methods=["POST"])
     app.add_api_route("/test/succeed", succeed, methods=["POST"])
     return app
@@ -86,6 +94,21 @@ def test_unexpected_error_rolls_back_and_releases(
         assert "Something went wrong on our side" in response.text
     assert _count(db, "crash@example.com") == 0
     assert _checked_out(failing_app) == 0
+
+
+def test_a_commit_that_fails_rolls_back_and_releases(
+    failing_client: TestClient, failing_app: FastAPI, db: Engine
+) -> None:
+    """The commit (and the close after it) run in one trip into SQLAlchemy; when the commit
+    fails there, the session is still rolled back and its connection given back."""
+    settings = failing_app.state.settings
+    for _ in range(settings.pool_size + settings.max_overflow + 3):
+        response = failing_client.post("/test/fail-at-commit")
+        assert response.status_code == 500
+        assert "twice@example.com" not in response.text
+    assert _count(db, "twice@example.com") == 0
+    assert _checked_out(failing_app) == 0
+    assert failing_client.get("/users").status_code == 200
 
 
 def test_http_error_rolls_back_and_releases(

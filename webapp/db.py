@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from webapp.config import Settings
@@ -139,7 +140,8 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit on success, roll back on error, always release.
 
     The session takes a connection from the pool at its first statement and gives it
-    back when its commit or rollback ends, whatever happened in the route (see ``_close``).
+    back when its commit or rollback ends, whatever happened in the route (see ``_close``):
+    a commit that fails is rolled back there.
     """
     safe = request.method in SAFE_METHODS
     state = request.app.state
@@ -148,32 +150,42 @@ async def session_scope(request: Request) -> AsyncIterator[AsyncSession]:
     )
     begin = _sqlite_begin.set("BEGIN" if safe else "BEGIN IMMEDIATE")
     # Names the holder of this request's connection in the pool monitor's leak reports.
-    route = getattr(request.scope.get("route"), "path", request.url.path)
+    route = getattr(request.scope.get("route"), "path", None) or request.url.path
     holder = current_route.set(f"{request.method} {route}")
     session = factory()
+    closed = False
     try:
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
-        await session.commit()
+        # One trip into SQLAlchemy's synchronous side for both: each trip is a greenlet,
+        # and each greenlet maps and unmaps memory for its stack of Python frames.
+        await session.run_sync(_commit_and_close)
+        closed = True
     finally:
         try:
-            await _close(session)
+            if not closed:
+                await _close(session)
         finally:
             _sqlite_begin.reset(begin)
             current_route.reset(holder)
 
 
-async def _close(session: AsyncSession) -> None:
-    """Close a request's session once its commit or rollback is over.
+def _commit_and_close(session: Session) -> None:
+    session.commit()
+    session.close()
 
-    Either of them gave the connection back to the pool, so closing is bookkeeping, done
-    here and now. ``async with`` would close in a task of its own, shielded from
-    cancellation: two more turns of the event loop for every request, each waiting behind
-    every other request's work. That is kept for a session still in a transaction (its
-    rollback failed, or was cancelled), whose connection must go back whatever happens.
+
+async def _close(session: AsyncSession) -> None:
+    """Close a request's session once its rollback (or a failed commit) is over.
+
+    Either gave the connection back to the pool, so closing is bookkeeping, done here and
+    now. ``async with`` would close in a task of its own, shielded from cancellation: two
+    more turns of the event loop, each waiting behind every other request's work. That is
+    kept for a session still in a transaction (its rollback or commit failed, or was
+    cancelled), whose connection must go back whatever happens.
     """
     if session.in_transaction():
         async with session:

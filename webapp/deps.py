@@ -76,13 +76,13 @@ def _return_path(request: Request) -> str:
     return url.path + (f"?{url.query}" if url.query else "")
 
 
-async def require_admin(
-    request: Request, session: SessionDep, settings: SettingsDep
-) -> auth.SignedIn:
+async def require_admin(request: Request, session: SessionDep) -> auth.SignedIn:
     """The signed-in, active admin, or a redirect to sign in (or to first-run setup).
 
     Every console page runs this: one light statement on the request's connection. Routes
     that change the admin's own row ask for ``CurrentAdmin`` (the database object) on top.
+    (The settings are read off the app, not asked for: each dependency FastAPI resolves
+    costs every page a few microseconds, and this one is only needed to turn a visitor away.)
     """
     user_id = auth.signed_in_user_id(request)
     account = await auth.load_account(session, user_id) if user_id is not None else None
@@ -93,6 +93,7 @@ async def require_admin(
     ):
         if user_id is not None:
             auth.sign_out(request)  # deactivated, demoted, deleted, or password changed
+        settings: Settings = request.app.state.settings
         if settings.setup_enabled and not await crud.admin_exists(session):
             raise auth.SetupRequired
         raise auth.SignInRequired(_return_path(request))
@@ -124,7 +125,7 @@ CurrentAdmin = Annotated[User, Depends(current_admin)]
 DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
-async def admin_for_health(request: Request, settings: SettingsDep) -> None:
+async def admin_for_health(request: Request) -> None:
     """Like ``current_admin``, but for the pages that watch the pool, so never from the pool.
 
     The check runs on the probe engine's own short-lived connection: a saturated pool does not
@@ -135,7 +136,7 @@ async def admin_for_health(request: Request, settings: SettingsDep) -> None:
     probe: AsyncEngine = request.app.state.probe_engine
     try:
         async with AsyncSession(probe, expire_on_commit=False) as session:
-            await require_admin(request, session, settings)
+            await require_admin(request, session)
     except DATABASE_UNAVAILABLE:
         if auth.signed_in_user_id(request) is None:
             raise auth.SignInRequired(_return_path(request)) from None
@@ -158,7 +159,7 @@ async def api_admin(request: Request, session: SessionDep, settings: SettingsDep
         user = await api_auth.token_owner(request, session, settings)
     else:
         try:
-            signed_in = await require_admin(request, session, settings)
+            signed_in = await require_admin(request, session)
             user = await current_admin(request, session, signed_in)
         except (auth.SignInRequired, auth.SetupRequired):
             raise api_auth.unauthorized(

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import PoolProxiedConnection
 
 DIRECT_DRIVERS = frozenset({"psycopg"})
 
@@ -39,7 +40,7 @@ async def fetch_all(
         return found
     text, defaults, names = _text(stmt, dialect, _literals(stmt, dialect, params))
     values = defaults | {name: params[name] for name in names}
-    pooled = await connection.get_raw_connection()
+    pooled = await _pooled(connection)
     driver = pooled.driver_connection
     assert driver is not None  # the session's connection is checked out
     sync_connection = connection.sync_connection
@@ -64,6 +65,16 @@ async def fetch_all(
         # unknown, so it is replaced at its next checkout (closing it now would need a wait).
         pooled.invalidate(error, soft=True)
         raise
+
+
+async def _pooled(connection: AsyncConnection) -> PoolProxiedConnection:
+    """The pool's connection under ``connection``. ``get_raw_connection`` spawns a greenlet
+    for it each time (in case it must reconnect), and a greenlet costs a memory map and its
+    unmapping; a connection that is open and valid hands it over as it is."""
+    sync_connection = connection.sync_connection
+    if sync_connection is not None and not (sync_connection.closed or sync_connection.invalidated):
+        return sync_connection.connection  # no I/O: see Connection.connection
+    return await connection.get_raw_connection()
 
 
 def _handle_error(

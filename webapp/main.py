@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.sessions import SessionMiddleware
 
 from webapp.config import Settings, get_settings
 from webapp.db import make_engine, make_read_sessionmaker, make_sessionmaker
@@ -19,6 +18,7 @@ from webapp.monitoring import start_monitoring
 from webapp.resources import resource_dir
 from webapp.routes import api, audit, auth, docs, health, probes, tokens, users
 from webapp.security import PasswordHasher
+from webapp.session_cookie import SessionCookieMiddleware
 from webapp.templating import make_templates
 
 SESSION_COOKIE = "webapp_session"
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.templates = make_templates(auto_reload=settings.env == "development")
     app.add_middleware(
-        SessionMiddleware,
+        SessionCookieMiddleware,
         secret_key=settings.session_secret(),
         session_cookie=SESSION_COOKIE,
         max_age=settings.session_max_age,

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from webapp import auth, crud, htmx
+from webapp.config import Settings
 from webapp.crud import DuplicateEmailError, SafetyRailError, StaleUserError
 from webapp.deps import ActorDep, HasherDep, SessionDep, SettingsDep, require_admin
 from webapp.errors import not_found
@@ -59,7 +60,9 @@ async def home(request: Request) -> RedirectResponse:
 
 
 @router.get("/users", name="list_users")
-async def list_users(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def list_users(request: Request, session: SessionDep) -> Response:
+    # The busiest page: the settings are read off the app rather than resolved by FastAPI.
+    settings: Settings = request.app.state.settings
     query = UserListQuery.from_params(request.query_params)
     response = await _list_page(request, session, settings, query)
     if htmx.wants_fragment(request):
