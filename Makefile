@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint migrate seed bench screenshots clean
+.PHONY: run test lint migrate seed bench bench-cpu screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ seed: $(VENV)/.installed-run
 bench: $(VENV)/.installed-bench
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run
+
+# CPU per list page, console against floor, in one process (bench/cpu.py): steadier than
+# wrk's rates on a shared machine, for judging a change. About 2 minutes.
+bench-cpu: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.cpu
 
 # The README's screenshots (tests/browser/screenshots.py): a throw-away seeded SQLite
 # database, the console in Debian's Chromium, PNGs into docs/.
