@@ -18,46 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import scenarios
-from bench.cluster import running_cluster
+from bench import client, scenarios
 from bench.config import BenchConfig, BenchError
-from bench.run import ADMIN_EMAIL, Bench, log
+from bench.run import ADMIN_EMAIL, Bench, log, prepared_bench
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-_CSRF_FIELD = re.compile(rb'name="csrf_token" value="([^"]+)"')
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-    def cookie(self) -> str:
-        for name, value in self.headers:
-            if name == b"set-cookie":
-                return value.decode().split(";", 1)[0]
-        return ""
-
-
-async def call(
+async def _send(
     app: App, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b""
-) -> Answer:
-    """One HTTP request straight into an ASGI app, as uvicorn would hand it over."""
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One HTTP request straight into an ASGI app, as uvicorn would hand it over: status,
+    headers and body as the app sent them (nothing decoded: this is what is timed)."""
     path, _, query = target.partition("?")
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
@@ -85,16 +66,22 @@ async def call(
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return Answer(started.get("status", 0), list(started.get("headers", [])), b"".join(chunks))
+    return started.get("status", 0), list(started.get("headers", [])), b"".join(chunks)
+
+
+async def call(
+    app: App, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b""
+) -> client.Response:
+    """``_send``, its answer read as ``bench.client`` reads one over HTTP."""
+    status, raw_headers, raw_body = await _send(app, method, target, headers, body)
+    decoded = [(k.decode(), v.decode()) for k, v in raw_headers]
+    return client.Response(status, decoded, raw_body.decode(errors="replace"))
 
 
 async def sign_in(console: App, password: str) -> list[tuple[str, str]]:
     """The headers a signed-in browser sends: through the real sign-in form."""
     page = await call(console, "GET", "/login", [])
-    token = _CSRF_FIELD.search(page.body)
-    if token is None:
-        raise BenchError(f"no CSRF token on the sign-in page (status {page.status})")
-    form = {"email": ADMIN_EMAIL, "password": password, "next": "", "csrf_token": token[1]}
+    form = {"email": ADMIN_EMAIL, "password": password, "next": "", "csrf_token": page.csrf_token()}
     headers = [("cookie", page.cookie()), ("content-type", "application/x-www-form-urlencoded")]
     answer = await call(console, "POST", "/login", headers, urlencode(form).encode())
     if answer.status != 303 or not answer.cookie():
@@ -117,7 +104,7 @@ async def _batch(
 ) -> tuple[float, int]:
     async def one_by_one(count: int) -> None:
         for _ in range(count):
-            await call(app, "GET", target, headers)
+            await _send(app, "GET", target, headers)
 
     before, faults = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     await asyncio.gather(*(one_by_one(n // at_once) for _ in range(at_once)))
@@ -145,7 +132,7 @@ async def measure(
         signed_in = await sign_in(console, bench.admin_password)
         for name, target in pages:
             answer = await call(console, "GET", target, signed_in)
-            if answer.status != 200 or b"<tbody" not in answer.body:
+            if answer.status != 200 or "<tbody" not in answer.body:
                 raise BenchError(f"{name}: {target} answered {answer.status} without its table")
         for name, target in pages:
             await _batch(console, target, signed_in, per_round, at_once)  # warm-up
@@ -202,24 +189,16 @@ def main() -> int:
     batch = int(os.environ.get("BENCH_CPU_BATCH", "320"))
     cpus = {int(c) for c in cfg.server_cpus.split(",") if c.strip().isdigit()}
     try:
-        with ExitStack() as stack:
-            workdir = Path(tempfile.mkdtemp(prefix="webapp-bench-cpu-"))
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-            log(f"starting PostgreSQL ({cfg.pg_bin})")
-            cluster = stack.enter_context(
-                running_cluster(cfg.pg_bin, cfg.pg_locale, cfg.pg_shared_buffers)
-            )
-            bench = Bench(cfg, cluster, workdir)
-            bench.prepare()
+        with prepared_bench(cfg, "webapp-bench-cpu-") as bench:
             bench.seed_to(users)
             pages = [
                 ("page 1", "/users"),
-                ("deep page", scenarios.deep_page_path(cluster.dsn, users)),
+                ("deep page", scenarios.deep_page_path(bench.cluster.dsn, users)),
                 ("sorted (-created)", "/users?sort=-created"),
             ]
             if cpus:
                 os.sched_setaffinity(0, cpus)  # after the cluster and seed: they run anywhere
-            os.chdir(workdir)  # no stray .env is read by the console's settings
+            os.chdir(bench.workdir)  # no stray .env is read by the console's settings
             figures = asyncio.run(measure(bench, pages, rounds, batch))
         print(render(users, rounds, batch, cfg.connections, figures))
         return 0

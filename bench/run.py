@@ -241,21 +241,28 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+@contextmanager
+def prepared_bench(cfg: BenchConfig, prefix: str) -> Iterator[Bench]:
+    """A throw-away cluster, migrated, with the bench's admin; all of it gone on the way out."""
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix=prefix))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        log(f"starting PostgreSQL ({cfg.pg_bin})")
+        cluster = stack.enter_context(
+            running_cluster(cfg.pg_bin, cfg.pg_locale, cfg.pg_shared_buffers)
+        )
+        bench = Bench(cfg, cluster, workdir)
+        bench.prepare()
+        yield bench
+
+
 def main() -> int:
     _interrupt_on_signals()
     try:
         cfg = BenchConfig.from_env()
         load.require_wrk()
-        with ExitStack() as stack:
-            workdir = Path(tempfile.mkdtemp(prefix="webapp-bench-run-"))
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-            log(f"starting PostgreSQL ({cfg.pg_bin})")
-            cluster = stack.enter_context(
-                running_cluster(cfg.pg_bin, cfg.pg_locale, cfg.pg_shared_buffers)
-            )
-            bench = Bench(cfg, cluster, workdir)
-            bench.prepare()
-            machine = report.describe_machine(cluster)
+        with prepared_bench(cfg, "webapp-bench-run-") as bench:
+            machine = report.describe_machine(bench.cluster)
             for users in cfg.sizes:
                 bench.seed_to(users)
                 bench.run_size()
