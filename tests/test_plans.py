@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.factories import make_settings
-from webapp import crud
+from tests.factories import insert_user, make_settings
+from webapp import auth, crud
 from webapp.db import make_engine
 from webapp.listing import UserListQuery
 
@@ -53,13 +53,18 @@ class Statements:
 
 
 async def _plan_of(
-    database_url: str, db: Engine, query: UserListQuery, *, no_seqscan: bool = False
+    database_url: str,
+    db: Engine,
+    query: UserListQuery,
+    *,
+    no_seqscan: bool = False,
+    rider: crud.Rider | None = None,
 ) -> str:
     engine = make_engine(make_settings(database_url))
     statements = Statements(engine)
     try:
         async with AsyncSession(engine) as session:
-            await crud.list_users(session, query, 50)
+            await crud.list_users(session, query, 50, rider)
     finally:
         await engine.dispose()
     sql, params = statements.rows_query()
@@ -90,6 +95,20 @@ async def test_every_sort_reads_its_index_without_sorting(
             plan,
         )
         assert "Sort" not in plan.splitlines()[1], (sort, plan)  # no sort above the scan
+
+
+async def test_the_sign_in_check_rides_with_the_page_read_once_without_a_sort(
+    database_url: str, db: Engine, many_users: None
+) -> None:
+    admin = insert_user(db, is_admin=True)
+    rider = auth.account_rider(admin)
+    for sort, index in (("name", "ix_users_name"), ("-created", "ix_users_created_at")):
+        query = UserListQuery(sort=sort)  # type: ignore[arg-type]
+        plan = await _plan_of(database_url, db, query, rider=rider)
+        assert f"using {index} on users" in plan, (sort, plan)
+        # The admin's row: read by its key once, not once per row of the page.
+        assert "Materialize" in plan and "Index Scan using pk_users" in plan, (sort, plan)
+        assert "Sort" not in plan, (sort, plan)
 
 
 async def test_a_deep_page_starts_in_the_index_at_its_cursor(

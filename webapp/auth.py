@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from webapp import driver_reads
 from webapp.config import Settings
-from webapp.crud import MAX_ID
+from webapp.crud import MAX_ID, Rider
 from webapp.models import LoginThrottle, User, email_key, utcnow
 
 _USER = "uid"
@@ -74,6 +74,18 @@ async def load_account(session: AsyncSession, user_id: int) -> Account | None:
     connection = await session.connection()
     rows = await driver_reads.fetch_all(connection, _ACCOUNT, {"user_id": user_id})
     return Account._make(rows[0]) if rows else None
+
+
+def account_rider(user_id: int) -> Rider | None:
+    """``load_account``'s read, to send with a list's page (``crud.list_users``); None for
+    an id no user can have."""
+    if not 0 < user_id <= MAX_ID:
+        return None
+    return Rider(_ACCOUNT, {"user_id": user_id})
+
+
+def account_of(row: tuple[object, ...] | None) -> Account | None:
+    return Account._make(row) if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +17,11 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     func,
+    literal_column,
     select,
+    true,
     tuple_,
     update,
 )
@@ -153,13 +156,38 @@ USERS = cast(Table, User.__table__)
 
 
 @dataclass(frozen=True, slots=True)
+class Rider:
+    """A read of one row that travels with the list's page, in the statement that reads the
+    page: one round trip for both. The console's sign-in check rides with the user list
+    this way (``webapp.deps.require_admin_with_user_list``).
+
+    ``stmt`` is built once (a module's constant): the page's statement joined with it is
+    built once per pair and kept. Its first column must never be NULL (a key), and its
+    parameter names must not be the list's own (``k0``, ``t0``, ``limit``, ``cap``)."""
+
+    stmt: Select[Any]
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class UserList:
     page: KeysetPage[UserRow]
     count: Count
+    # With a rider: its row, or None when it found none.
+    ridden: tuple[Any, ...] | None = None
 
 
-async def list_users(session: AsyncSession, query: UserListQuery, per_page: int) -> UserList:
-    """The console's list: a keyset page, and how many users match (exact or estimated).
+class _Read(NamedTuple):
+    page: KeysetPage[UserRow]
+    extras: tuple[Any, ...]  # the columns past the rows' own: a count, an estimate
+    ridden: tuple[Any, ...] | None  # the rider's row (None: none found, or no rider)
+
+
+async def list_users(
+    session: AsyncSession, query: UserListQuery, per_page: int, rider: Rider | None = None
+) -> UserList:
+    """The console's list: a keyset page, and how many users match (exact or estimated);
+    with ``rider``, the rider's row too, read in the statement that reads the page.
 
     A cursor that is not one of ours (hand-edited, or from another sort) starts over at the
     first page rather than failing: the list's links are for people.
@@ -167,26 +195,28 @@ async def list_users(session: AsyncSession, query: UserListQuery, per_page: int)
     cursor = query.cursor or None
     if query.terms:
         # A search counts its matches in the statement that reads its page.
-        page, sizes = await _read_page(session, query, cursor, per_page, search=True)
+        read = await _read_page(session, query, cursor, per_page, rider, search=True)
+        sizes = read.extras
         if sizes and sizes[0] <= MATCHES_FIRST_UP_TO:
-            return UserList(page, Count(int(sizes[0]), True))
+            return UserList(read.page, Count(int(sizes[0]), True), read.ridden)
         matches = _filtered(select(User.id), query)
-        return UserList(page, await count_rows(session, matches, exact=query.exact_count))
+        count = await count_rows(session, matches, exact=query.exact_count)
+        return UserList(read.page, count, read.ridden)
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not query.is_filtered and not query.exact_count:
         # The whole list on PostgreSQL: its size (a bounded count and the table's
         # statistics) rides along with the page's rows, in the same statement.
-        page, sizes = await _read_page(session, query, cursor, per_page, sized=True)
-        count = table_count(*sizes) if sizes else None
-        return UserList(page, count or await count_table(session, USERS))
+        read = await _read_page(session, query, cursor, per_page, rider, sized=True)
+        sized = table_count(*read.extras) if read.extras else None
+        return UserList(read.page, sized or await count_table(session, USERS), read.ridden)
     if query.is_filtered:
         count = await count_rows(
             session, _filtered(select(User.id), query), exact=query.exact_count
         )
     else:
         count = await count_table(session, USERS, exact=query.exact_count)
-    page, _ = await _read_page(session, query, cursor, per_page)
-    return UserList(page, count)
+    read = await _read_page(session, query, cursor, per_page, rider)
+    return UserList(read.page, count, read.ridden)
 
 
 async def _read_page(
@@ -194,17 +224,18 @@ async def _read_page(
     query: UserListQuery,
     cursor: str | None,
     limit: int,
+    rider: Rider | None = None,
     *,
     sized: bool = False,
     search: bool = False,
-) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
+) -> _Read:
     """``list_users_page``, starting over when the cursor is not one of ours. Beside the
     page: with ``sized``, the whole table's bounded count and estimate; with ``search``,
     how many rows match (up to MATCHES_FIRST_UP_TO + 1), when the page has rows."""
     try:
-        return await _keyset_page(session, query, cursor, limit, sized, search)
+        return await _keyset_page(session, query, cursor, limit, sized, search, rider)
     except CursorError:
-        return await _keyset_page(session, query, None, limit, sized, search)
+        return await _keyset_page(session, query, None, limit, sized, search, rider)
 
 
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.
@@ -239,7 +270,10 @@ def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Sele
     compiled form than the rest of the execution."""
     stmt = select(*ROW_COLUMNS)
     if sized:
-        stmt = stmt.add_columns(bounded_count(select(User.id)), table_estimate(USERS))
+        stmt = stmt.add_columns(
+            bounded_count(select(User.id)).label("counted"),
+            table_estimate(USERS).label("estimated"),
+        )
     return _keyset_order(stmt, _KEYSET[sort][0], reverse, after)
 
 
@@ -273,7 +307,7 @@ def _matches_first_page(shape: _Shape, sort: str, reverse: bool, after: bool) ->
         select(matches), tuple(matches.c[c.key] for c in columns), reverse, after
     ).subquery("page")
     order = [page.c[c.key] for c in columns]
-    matched = select(func.count()).select_from(matches).scalar_subquery()
+    matched = select(func.count()).select_from(matches).scalar_subquery().label("matched")
     return (
         select(*ROW_COLUMNS, matched)
         .join_from(page, USERS, page.c.id == User.id)
@@ -290,8 +324,8 @@ async def list_users_page(
     A search reads its matches first (see ``_matches_first_page``) unless it has more than
     MATCHES_FIRST_UP_TO, which lie close enough together on the sort's index to walk it.
     """
-    page, _ = await _keyset_page(session, query, cursor, limit, False, bool(query.terms))
-    return page
+    read = await _keyset_page(session, query, cursor, limit, False, bool(query.terms))
+    return read.page
 
 
 async def _keyset_page(
@@ -301,7 +335,8 @@ async def _keyset_page(
     limit: int,
     sized: bool,
     search: bool,
-) -> tuple[KeysetPage[UserRow], tuple[Any, ...]]:
+    rider: Rider | None = None,
+) -> _Read:
     descending = query.sort.startswith("-")
     name = query.sort.lstrip("-")
     sort_columns, kinds = _KEYSET[name]
@@ -323,22 +358,28 @@ async def _keyset_page(
     params.update(_search_params(query))
     if search:
         stmt = _matches_first_page(shape, name, reverse, after)
-        rows, extras = await _rows(connection, stmt, params | {"cap": MATCHES_FIRST_UP_TO + 1})
-        if extras and extras[0] > MATCHES_FIRST_UP_TO:
-            # Too many to sort: they lie close together on the sort's index, walk it.
-            stmt = _filtered_page(shape, name, reverse, after)
-            rows, extras = await _rows(connection, stmt, params)
+        params["cap"] = MATCHES_FIRST_UP_TO + 1
     elif query.is_filtered:
-        rows, extras = await _rows(connection, _filtered_page(shape, name, reverse, after), params)
+        stmt = _filtered_page(shape, name, reverse, after)
     else:
         stmt = _whole_list_page(name, reverse, after, sized)
+    ridden: tuple[Any, ...] | None = None
+    if rider is None:
+        rows, extras = await _rows(connection, stmt, params)
+    else:
+        rows, extras, ridden = await _rows_with_rider(
+            connection, _with_rider(stmt, rider.stmt, name, reverse), params, rider
+        )
+    if search and extras and extras[0] > MATCHES_FIRST_UP_TO:
+        # Too many to sort: they lie close together on the sort's index, walk it.
+        stmt = _filtered_page(shape, name, reverse, after)
         rows, extras = await _rows(connection, stmt, params)
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
         rows.reverse()
     if not rows:
-        return KeysetPage(items=[], next_cursor=None, prev_cursor=None), extras
+        return _Read(KeysetPage(items=[], next_cursor=None, prev_cursor=None), extras, ridden)
 
     def key_of(row: UserRow) -> list[Any]:
         return [getattr(row, c.key) for c in sort_columns]
@@ -350,7 +391,7 @@ async def _keyset_page(
         next_cursor=encode_cursor(query.sort, "n", key_of(rows[-1])) if has_next else None,
         prev_cursor=encode_cursor(query.sort, "p", key_of(rows[0])) if has_prev else None,
     )
-    return page, extras
+    return _Read(page, extras, ridden)
 
 
 async def _rows(
@@ -366,6 +407,48 @@ async def _rows(
         rows.append(UserRow._make(row[:fields]))
         extras = tuple(row[fields:])
     return rows, extras
+
+
+@functools.lru_cache(maxsize=256)
+def _with_rider(page: Select[Any], rider: Select[Any], sort: str, reverse: bool) -> Select[Any]:
+    """The page's statement with the rider's row joined to it, its values on one of the
+    page's rows (NULL on the others: fifty copies of it cost the driver more to read than
+    the round trip they save).
+
+    The page comes first and the rider is joined to it, not the other way round: PostgreSQL
+    then reads the rider once (Materialize) and keeps the page's order from its index, with
+    no sort on top. A page with no rows brings no rider either (see ``_rows_with_rider``).
+    """
+    listed = page.subquery("listed")
+    ridden = rider.subquery("ridden")
+    once = func.row_number().over() == literal_column("1")
+    order = [listed.c[column.key] for column in _KEYSET[sort][0]]
+    return (
+        select(*listed.c, *(case((once, c)).label(f"ridden_{c.key}") for c in ridden.c))
+        .select_from(listed)
+        .outerjoin(ridden, true())
+        .order_by(*(c.desc() for c in order) if reverse else order)
+    )
+
+
+async def _rows_with_rider(
+    connection: AsyncConnection, stmt: Select[Any], params: dict[str, Any], rider: Rider
+) -> tuple[list[UserRow], tuple[Any, ...], tuple[Any, ...] | None]:
+    """``_rows`` of a statement made by ``_with_rider``, and the rider's row (None when it
+    found none). An empty page brings no rider: the rider is then read on its own."""
+    found = await driver_reads.fetch_all(connection, stmt, {**params, **rider.params})
+    if not found:
+        alone = await driver_reads.fetch_all(connection, rider.stmt, rider.params)
+        return [], (), tuple(alone[0]) if alone else None
+    fields = len(UserRow._fields)
+    width = len(rider.stmt.selected_columns)
+    rows: list[UserRow] = []
+    ridden: tuple[Any, ...] | None = None
+    for row in found:
+        rows.append(UserRow._make(row[:fields]))
+        if row[-width] is not None:  # the rider's first column: its key, never NULL
+            ridden = tuple(row[-width:])
+    return rows, tuple(found[-1][fields:-width]), ridden
 
 
 # The id column is a 32-bit integer: a larger id in a URL names no user, and must not reach

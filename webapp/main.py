@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=resource_dir("static")), name="static")
+    app.include_router(users.list_router)  # the busiest page: matched first
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(audit.router)
