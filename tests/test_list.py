@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from html import unescape
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 
-from tests.factories import HTMX, insert_user
+from tests.factories import ADMIN_EMAIL, HTMX, insert_user, sign_in
 from webapp import crud
+from webapp.listing import UserListQuery
 from webapp.models import User
+from webapp.templating import _app_path
 
 
 def names(response_text: str, ids: list[int]) -> list[int]:
@@ -265,3 +269,50 @@ def test_malformed_parameters_fall_back_to_defaults(client: TestClient, db: Engi
         response = client.get(f"/users?{query}")
         assert response.status_code == 200, query
         assert "2 users" in response.text  # and the signed-in admin
+
+
+def test_links_keep_every_setting_but_the_defaults() -> None:
+    query = UserListQuery(q="ada", sort="-created", active="yes", admin="no", cursor="abc")
+    assert query.params() == {
+        "q": "ada",
+        "sort": "-created",
+        "active": "yes",
+        "admin": "no",
+        "cursor": "abc",
+    }
+    assert query.params(sort="name", cursor="", exact_count=True) == {
+        "q": "ada",
+        "active": "yes",
+        "admin": "no",
+        "count": "exact",
+    }
+    for changes in ({}, {"q": ""}, {"sort": "email"}, {"active": "", "admin": "yes"}):
+        assert query.params(**changes) == replace(query, **changes).params()  # type: ignore[arg-type]
+    assert UserListQuery().params() == {}
+    with pytest.raises(TypeError):
+        query.params(page="2")
+
+
+def test_the_navigation_marks_the_section_and_follows_a_root_path(
+    app: FastAPI, admin_id: int
+) -> None:
+    for root_path in ("", "/admin"):
+        with TestClient(app, root_path=root_path, follow_redirects=False) as client:
+            sign_in(client, ADMIN_EMAIL)
+            for page, section in (
+                ("/users", "/users"),
+                ("/users/new", "/users"),
+                ("/audit", "/audit"),
+            ):
+                html = client.get(page).text
+                current = re.findall(r'<a href="([^"]+)" aria-current="page">', html)
+                assert current == [root_path + section], (root_path, page, current)
+                assert f'href="{root_path}/static/app.css"' in html
+                assert f'action="{root_path}/logout"' in html
+
+
+def test_the_section_is_found_whether_the_server_gives_the_root_path_or_not() -> None:
+    assert _app_path({"path": "/admin/audit", "root_path": "/admin"}) == "/audit"  # uvicorn's
+    assert _app_path({"path": "/audit", "root_path": "/admin"}) == "/audit"
+    assert _app_path({"path": "/administer", "root_path": "/admin"}) == "/administer"
+    assert _app_path({"path": "/users", "root_path": ""}) == "/users"

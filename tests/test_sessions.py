@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
-from jinja2 import pass_context
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
 
 from tests.factories import fetch_user, insert_user, make_settings, user_form, with_csrf
 from tests.pool_helpers import starve_the_pool
 from webapp.db import WRITE_ISOLATION, make_engine, make_read_sessionmaker, make_sessionmaker
 from webapp.deps import SessionDep
 from webapp.models import User
+from webapp.templating import PageResponse
 
 
 def _new_user(email: str) -> User:
@@ -133,35 +134,30 @@ def test_invalid_form_and_duplicate_leave_nothing_checked_out(
 
 
 def test_pages_are_drawn_after_their_connection_went_back(
-    client: TestClient, app: FastAPI, db: Engine
+    client: TestClient, app: FastAPI, db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Read, give the connection back, then draw: no page holds a connection while its
-    template runs (every page asks ``url_for`` for its links while it is drawn)."""
+    template runs (a page is drawn as it is sent: ``PageResponse``)."""
     user_id = insert_user(db, first_name="Drawn", last_name="Later")
-    globals_ = app.state.templates.env.globals
-    url_for = globals_["url_for"]
+    draw = PageResponse.__call__
     held: dict[str, set[int]] = {}
     page = ""
 
-    @pass_context
-    def watching(context: Any, name: str, /, **params: Any) -> Any:
+    async def watching(self: PageResponse, scope: Scope, receive: Receive, send: Send) -> None:
         held.setdefault(page, set()).add(_checked_out(app))
-        return url_for(context, name, **params)
+        await draw(self, scope, receive, send)
 
-    globals_["url_for"] = watching
-    try:
-        for page, status in (
-            ("/users", 200),
-            ("/users?q=drawn", 200),
-            (f"/users/{user_id}", 200),
-            ("/users/new", 200),
-            ("/audit", 200),
-        ):
-            assert client.get(page).status_code == status, page
-        page = "POST /users (invalid)"
-        assert client.post("/users", data=user_form(email="bad")).status_code == 422
-    finally:
-        globals_["url_for"] = url_for
+    monkeypatch.setattr(PageResponse, "__call__", watching)
+    for page, status in (
+        ("/users", 200),
+        ("/users?q=drawn", 200),
+        (f"/users/{user_id}", 200),
+        ("/users/new", 200),
+        ("/audit", 200),
+    ):
+        assert client.get(page).status_code == status, page
+    page = "POST /users (invalid)"
+    assert client.post("/users", data=user_form(email="bad")).status_code == 422
     assert held == {p: {0} for p in held} and len(held) == 6, held
 
 

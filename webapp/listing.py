@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -61,15 +61,27 @@ class UserListQuery:
         return bool(self.q or self.active or self.admin)
 
     def params(self, **changes: str | bool) -> dict[str, str]:
-        """Query parameters for a link to this list with ``changes``; defaults are left out."""
-        query = replace(self, **changes)  # type: ignore[arg-type]
+        """Query parameters for a link to this list with ``changes`` (new values of its
+        fields); defaults are left out. A page asks for a dozen of these: a plain dict of
+        the fields is a fraction of the cost of a changed copy of the query."""
+        if not changes.keys() <= _FIELDS:
+            raise TypeError(f"not a field of the list's query: {sorted(changes.keys() - _FIELDS)}")
+        values: dict[str, Any] = {
+            "q": self.q,
+            "sort": self.sort,
+            "active": self.active,
+            "admin": self.admin,
+            "cursor": self.cursor,
+            "exact_count": self.exact_count,
+            **changes,
+        }
         out = {
-            "q": query.q,
-            "sort": query.sort if query.sort != DEFAULT_SORT else "",
-            "active": query.active,
-            "admin": query.admin,
-            "cursor": query.cursor,
-            "count": "exact" if query.exact_count else "",
+            "q": values["q"],
+            "sort": values["sort"] if values["sort"] != DEFAULT_SORT else "",
+            "active": values["active"],
+            "admin": values["admin"],
+            "cursor": values["cursor"],
+            "count": "exact" if values["exact_count"] else "",
         }
         return {k: v for k, v in out.items() if v}
 
@@ -78,6 +90,7 @@ class UserListQuery:
         return f"-{column}" if self.sort == column else column
 
 
+_FIELDS = frozenset(UserListQuery.__dataclass_fields__)
 SORTABLE = ("name", "email", "created")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -34,11 +35,70 @@ def make_templates(*, auto_reload: bool = True) -> Jinja2Templates:
 
 
 def _request_globals(request: Request) -> dict[str, Any]:
-    """What every template may use: the CSRF token for its forms, and who is signed in."""
+    """What every template may use: the CSRF token for its forms, who is signed in, the
+    frame's addresses and the path asked for (which section the navigation marks)."""
     return {
         "csrf_token": auth.csrf_token(request),
         "current_admin": getattr(request.state, "admin", None),
+        "urls": frame_urls(request),
+        "here": _app_path(request.scope),
     }
+
+
+def _app_path(scope: Scope) -> str:
+    """The path asked for, within the app: without the root path a proxy mounts it under
+    (a server may give the path with it or without it)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class FrameUrls:
+    """Where the frame of every page (base.html, layout.html) links to, worked out once per
+    root path: a dozen ``url_for`` calls on every page cost about 2 % of a list page's CPU."""
+
+    users: str
+    new_user: str
+    audit: str
+    tokens: str
+    health: str
+    change_password: str
+    logout: str
+    favicon: str
+    stylesheet: str
+    htmx: str
+
+    @classmethod
+    def of(cls, request: Request) -> FrameUrls:
+        def route(name: str, **params: Any) -> str:
+            return str(route_url(request, name, **params))
+
+        return cls(
+            users=route("list_users"),
+            new_user=route("new_user"),
+            audit=route("audit_log"),
+            tokens=route("list_tokens"),
+            health=route("health"),
+            change_password=route("change_own_password"),
+            logout=route("logout"),
+            favicon=route("static", path="favicon.svg"),
+            stylesheet=route("static", path="app.css"),
+            htmx=route("static", path="htmx.min.js"),
+        )
+
+
+def frame_urls(request: Request) -> FrameUrls:
+    by_root: dict[str, FrameUrls] | None = getattr(request.app.state, "frame_urls", None)
+    if by_root is None:
+        by_root = request.app.state.frame_urls = {}
+    root_path = request.scope.get("root_path", "")
+    urls = by_root.get(root_path)
+    if urls is None:
+        urls = by_root[root_path] = FrameUrls.of(request)
+    return urls
 
 
 def _routes_by_name(app: Any) -> dict[str, Any]:
