@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from webapp.deps import SettingsDep
 from webapp.metrics import CONTENT_TYPE, PoolMetrics
+from webapp.pool_monitor import PoolMonitor
 from webapp.server_stats import server_stats
 
 router = APIRouter()
@@ -50,5 +51,7 @@ async def metrics(request: Request, settings: SettingsDep) -> Response:
                 media_type="text/plain",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+    monitor: PoolMonitor = request.app.state.pool_monitor
+    monitor.publish()  # this worker's gauges as they are now
     sink: PoolMetrics = request.app.state.pool_metrics
     return Response(sink.exposition(), media_type=CONTENT_TYPE)
