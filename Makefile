@@ -44,7 +44,7 @@ seed: $(VENV)/.installed-run
 	$(BIN)/webapp seed --count $(or $(COUNT),1000)
 
 # The benchmark (bench/run.py; never part of `make test`): a throw-away PostgreSQL, wrk,
-# about 10 minutes. Smoke run: BENCH_SIZES=20000 BENCH_DURATION=3 make bench
+# about 20 minutes. Smoke run: BENCH_SIZES=20000 BENCH_DURATION=3 make bench
 bench: $(VENV)/.installed-bench
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run

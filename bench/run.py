@@ -1,7 +1,7 @@
 """``make bench``: seed a throw-away PostgreSQL, load the console and the floor, print a table.
 
-Environment (defaults: the full run, about 10 minutes on 2 cores): BENCH_SIZES=100000,1000000
-BENCH_DURATION=10 BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_CREATE_CONNECTIONS=4
+Environment (defaults: the full run, about 20 minutes on 2 cores): BENCH_SIZES=100000,1000000
+BENCH_DURATION=30 BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_CREATE_CONNECTIONS=4
 BENCH_TIMEOUT=10 BENCH_SEARCH=smith BENCH_SEARCH_PERSON= (a seeded user's full name)
 BENCH_FLOOR_COUNT=none BENCH_POOL_SIZE=10 BENCH_SERVER_CPUS=0 BENCH_LOAD_CPUS=1
 BENCH_RESULTS=bench/results.md. A smoke run:
