@@ -91,9 +91,7 @@ class FrameUrls:
 
 
 def frame_urls(request: Request) -> FrameUrls:
-    by_root: dict[str, FrameUrls] | None = getattr(request.app.state, "frame_urls", None)
-    if by_root is None:
-        by_root = request.app.state.frame_urls = {}
+    by_root: dict[str, FrameUrls] = _state_dict(request.app, "frame_urls")
     root_path = request.scope.get("root_path", "")
     urls = by_root.get(root_path)
     if urls is None:
@@ -128,7 +126,7 @@ def url_for(context: Mapping[str, Any], name: str, /, **path_params: Any) -> URL
 def route_url(request: Request, name: str, /, **path_params: Any) -> URL:
     """``url_for`` for Python code: the route's site-relative URL, looked up once."""
     root_path = request.scope.get("root_path", "")
-    cache: dict[tuple[Any, ...], URL] = _url_cache(request.app)
+    cache: dict[tuple[Any, ...], URL] = _state_dict(request.app, "url_cache")
     key = (root_path, name, *sorted(path_params.items()))
     url = cache.get(key)
     if url is None:
@@ -143,10 +141,12 @@ def route_url(request: Request, name: str, /, **path_params: Any) -> URL:
     return url
 
 
-def _url_cache(app: Any) -> dict[tuple[Any, ...], URL]:
-    cache: dict[tuple[Any, ...], URL] | None = getattr(app.state, "url_cache", None)
+def _state_dict(app: Any, name: str) -> dict[Any, Any]:
+    """A cache kept on the app (one per app: tests build many), made at its first use."""
+    cache: dict[Any, Any] | None = getattr(app.state, name, None)
     if cache is None:
-        cache = app.state.url_cache = {}
+        cache = {}
+        setattr(app.state, name, cache)
     return cache
 
 
