@@ -54,7 +54,8 @@ class BenchConfig:
     connections: int  # wrk connections for the read scenarios
     create_connections: int  # wrk connections posting creates (bcrypt-bound)
     timeout: float  # wrk gives up on a response after this long (counted as an error)
-    search: str  # a broad search: a common surname (about 1 user in 120)
+    search: str  # a common surname (about 1 user in 120)
+    domain_search: str  # an email domain: a fifth of the users, too many to sort
     person_search: str  # a search for one person by name ("": a seeded user's full name)
     server_cpus: str  # taskset list for the app servers
     load_cpus: str  # taskset list for wrk
@@ -96,6 +97,7 @@ class BenchConfig:
             create_connections=int(_number("BENCH_CREATE_CONNECTIONS", 4)),
             timeout=_number("BENCH_TIMEOUT", 10.0),
             search=_text("BENCH_SEARCH", "smith"),
+            domain_search=_text("BENCH_SEARCH_DOMAIN", "corp.example"),
             person_search=_text("BENCH_SEARCH_PERSON", ""),
             server_cpus=_text("BENCH_SERVER_CPUS", "0"),
             load_cpus=_text("BENCH_LOAD_CPUS", str(last)),

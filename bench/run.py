@@ -3,6 +3,7 @@
 Environment (defaults: the full run, about 20 minutes on 2 cores): BENCH_SIZES=100000,1000000
 BENCH_DURATION=30 BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_CREATE_CONNECTIONS=4
 BENCH_TIMEOUT=10 BENCH_SEARCH=smith BENCH_SEARCH_PERSON= (a seeded user's full name)
+BENCH_SEARCH_DOMAIN=corp.example
 BENCH_FLOOR_COUNT=none BENCH_POOL_SIZE=10 BENCH_SERVER_CPUS=0 BENCH_LOAD_CPUS=1
 BENCH_RESULTS=bench/results.md. A smoke run:
 ``BENCH_SIZES=20000 BENCH_DURATION=3 make bench``.
@@ -198,7 +199,9 @@ class Bench:
             cookie = self.session.cookie
             floor_page = self.page_load(floor_base, scenarios.floor_page())
             self.add(Row(users, "floor", "page 1", self.measure(floor_page)))
-            reads = scenarios.console_reads(self.cluster.dsn, users, cfg.search, cfg.person_search)
+            reads = scenarios.console_reads(
+                self.cluster.dsn, users, cfg.search, cfg.person_search, cfg.domain_search
+            )
             for page in reads:
                 result = self.measure(self.page_load(base, page, cookie))
                 self.add(Row(users, "console", page.name, result))

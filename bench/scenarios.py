@@ -98,7 +98,9 @@ def someone(dsn: str, users: int) -> str:
     return str(row[0])
 
 
-def console_reads(dsn: str, users: int, search: str, person_search: str) -> list[Page]:
+def console_reads(
+    dsn: str, users: int, search: str, person_search: str, domain_search: str
+) -> list[Page]:
     """The read scenarios, in the order they run and are reported."""
     deep = deep_page_path(dsn, users)
     person_search = person_search or someone(dsn, users)
@@ -106,6 +108,8 @@ def console_reads(dsn: str, users: int, search: str, person_search: str) -> list
         list_page("page 1", "/users"),
         search_page("search", dsn, search),
         search_page("search, one person", dsn, person_search),
+        # Everyone at one company: more matches than a search reads and sorts.
+        search_page("search, a domain", dsn, domain_search),
         # Far in: it links back and onwards. (A URL the list ignored would show page 1,
         # which has no rel="prev", and fail here instead of measuring the wrong page.)
         Page("deep page", deep, (TABLE, ROW, 'rel="prev"', 'rel="next"')),

@@ -235,6 +235,96 @@ def test_a_search_past_the_sorting_limit_walks_the_index(
     assert len(re.findall(r'<tr id="user-', client.get(following).text)) == 50
 
 
+def _insert_people(db: Engine, people: list[tuple[str, str, str]], analyze: bool) -> None:
+    """Users by (first name, last name, email), in one statement; analysed on PostgreSQL."""
+    now = datetime.now(UTC)
+    with db.begin() as conn:
+        conn.execute(
+            insert(User),
+            [
+                {
+                    "first_name": first,
+                    "last_name": last,
+                    "email": email,
+                    "email_key": email,
+                    "password_hash": "x",
+                    "created_at": now,
+                    "updated_at": now,
+                    "version": 1,
+                }
+                for first, last, email in people
+            ],
+        )
+        if analyze:
+            conn.execute(text("ANALYZE users"))
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'<tr id="user-(\d+)"', html)
+
+
+def test_a_broad_search_walks_the_sort_index_and_estimates_its_size(
+    client: TestClient, db: Engine, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search PostgreSQL expects to find more than WALK_FROM users (lowered here) walks
+    the sort's index: the very pages that reading and sorting every match gives, both ways,
+    with the size estimated (and counted on demand). SQLite has no planner's estimate: it
+    reads and sorts, and counts."""
+    people = [
+        (f"Wide{n:04}", f"Walker{(n * 7919) % 1500:04}", f"wide{n}@x.example") for n in range(1500)
+    ]
+    _insert_people(db, people, is_postgres)
+    for sort in ("name", "-name", "email", "-created"):
+        monkeypatch.setattr(crud, "WALK_FROM", 20_000)
+        sorted_first = client.get(f"/users?q=wide&sort={sort}")
+        following = _link(sorted_first.text, "next")
+        assert following is not None
+        sorted_next = client.get(following)
+        assert "1,500 users match your search" in sorted_first.text
+        monkeypatch.setattr(crud, "WALK_FROM", 600)
+        monkeypatch.setattr(crud, "WALK_REACH", 800)
+        walked = client.get(f"/users?q=wide&sort={sort}")
+        assert len(_rows(walked.text)) == 50
+        assert _rows(walked.text) == _rows(sorted_first.text), sort
+        assert _link(walked.text, "next") == following, sort
+        walked_next = client.get(following)
+        assert _rows(walked_next.text) == _rows(sorted_next.text), sort
+        back = _link(walked_next.text, "prev")
+        assert back is not None
+        assert _rows(client.get(back).text) == _rows(sorted_first.text), sort
+        if is_postgres:
+            estimate = re.search(r"About ([\d,]+) users match your search", walked.text)
+            assert estimate is not None, walked.text
+            assert 600 < int(estimate.group(1).replace(",", "")) < 3000  # the planner's
+            exact = client.get(f"/users?q=wide&sort={sort}&count=exact")
+            assert "1,500 users match your search" in exact.text
+            assert _rows(exact.text) == _rows(sorted_first.text)
+        else:
+            assert "1,500 users match your search" in walked.text
+
+
+def test_a_walk_that_finds_no_page_reads_and_sorts_the_matches_after_all(
+    client: TestClient, db: Engine, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matches bunched together far along the sort's index (here every match is a Zed,
+    after 1,200 Aarons, in the name order): the walk ends after WALK_REACH rows without a
+    page, and the matches are read and sorted instead, and counted. Reversed, the Zeds come
+    first: the walk finds them."""
+    aarons = [(f"Near{n:04}", f"Aaron{n:04}", f"near{n}@near.example") for n in range(1200)]
+    zeds = [(f"Far{n:04}", f"Zed{n:04}", f"far{n}@far.example") for n in range(1200)]
+    _insert_people(db, aarons + zeds, is_postgres)
+    monkeypatch.setattr(crud, "WALK_FROM", 600)
+    monkeypatch.setattr(crud, "WALK_REACH", 500)
+    first = client.get("/users?q=far.example")
+    assert [f"Zed{n:04}" in first.text for n in (0, 49, 50)] == [True, True, False]
+    assert "1,200 users match your search" in first.text  # read, sorted and counted
+    reversed_ = client.get("/users?q=far.example&sort=-name")
+    assert [f"Zed{n:04}" in reversed_.text for n in (1199, 1150, 1149)] == [True, True, False]
+    if is_postgres:
+        assert re.search(r"About [\d,]+ users match your search", reversed_.text)
+    assert len(_rows(first.text)) == len(_rows(reversed_.text)) == 50
+
+
 @pytest.mark.postgres
 def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engine) -> None:
     """The whole list of a large table: the planner's figure (no count at all), labelled."""

@@ -168,3 +168,53 @@ async def test_the_list_is_planned_once_not_on_every_page(
     assert plans is not None
     generic, custom = plans
     assert generic >= 5 and custom <= 5, plans
+
+
+async def test_a_broad_search_walks_the_sort_index_without_sorting(
+    database_url: str, db: Engine, many_users: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every user matches "x.example": the planner expects more than WALK_FROM matches, so
+    the page is read walking the sort's index (as far as WALK_REACH rows), not by reading
+    and sorting 30,000 matches. (The reach is cut to a fifteenth of the table here, as it
+    is a fiftieth of a million rows: within two thirds, sorting them all costs less.)"""
+    assert ROWS > crud.WALK_FROM
+    monkeypatch.setattr(crud, "WALK_REACH", 2000)
+    for sort, index in (("name", "ix_users_name"), ("-created", "ix_users_created_at")):
+        query = UserListQuery(q="x.example", sort=sort)  # type: ignore[arg-type]
+        plan = await _plan_of(database_url, db, query)
+        assert f"Index Scan{' Backward' if sort.startswith('-') else ''} using {index}" in plan
+        assert "Sort" not in plan and "Bitmap" not in plan, (sort, plan)
+        assert "Limit  (cost=" in plan and "rows=2000 " in plan, (sort, plan)
+
+
+async def test_a_search_is_planned_for_its_words_every_time(
+    database_url: str, db: Engine, many_users: None
+) -> None:
+    """A search's best plan depends on its words, so psycopg never prepares its statements
+    (a generic plan made for selective words read the whole trigram index for a one-letter
+    search: 0.6 s at a million users). The list's own statement is still prepared, its plan
+    reused (``test_the_list_is_planned_once_not_on_every_page``)."""
+    settings = make_settings(database_url, pool_size=1, max_overflow=0)
+    engine = make_engine(settings)
+    queries = [
+        UserListQuery(q="Lfe7ecc"),  # a few matches, read and sorted
+        UserListQuery(q="F1 Lfe7"),  # two words
+        UserListQuery(q="x.example"),  # every user: a walk, then an estimate
+        UserListQuery(q="x.example", exact_count=True),  # and a count
+        UserListQuery(q="nobody-at-all"),  # none: a count of its own
+        UserListQuery(q="F", active="yes"),  # a filter too
+        UserListQuery(),
+    ]
+    try:
+        async with AsyncSession(engine) as session:
+            for _ in range(8):
+                for query in queries:
+                    await crud.list_users(session, query, 50)
+            prepared = (
+                await session.scalars(text("SELECT statement FROM pg_prepared_statements"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert not [statement for statement in prepared if " LIKE " in statement], prepared
+    if not settings.pgbouncer:
+        assert [statement for statement in prepared if "ORDER BY users.last_name" in statement]
