@@ -266,16 +266,17 @@ def _rows(html: str) -> list[str]:
 def test_a_broad_search_walks_the_sort_index_and_estimates_its_size(
     client: TestClient, db: Engine, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A search PostgreSQL expects to find more than WALK_FROM users (lowered here) walks
-    the sort's index: the very pages that reading and sorting every match gives, both ways,
-    with the size estimated (and counted on demand). SQLite has no planner's estimate: it
-    reads and sorts, and counts."""
+    """A search PostgreSQL expects to find more than WALK_FROM users, so many that a page
+    of them turns up within WALK_REACH / WALK_MARGIN rows (all set here for a small table),
+    walks the sort's index: the very pages that reading and sorting every match gives, both
+    ways, with the size estimated (and counted on demand). SQLite has no planner's estimate:
+    it reads and sorts, and counts."""
     people = [
         (f"Wide{n:04}", f"Walker{(n * 7919) % 1500:04}", f"wide{n}@x.example") for n in range(1500)
     ]
     _insert_people(db, people, is_postgres)
     for sort in ("name", "-name", "email", "-created"):
-        monkeypatch.setattr(crud, "WALK_FROM", 20_000)
+        monkeypatch.setattr(crud, "WALK_REACH", 0)  # never walks
         sorted_first = client.get(f"/users?q=wide&sort={sort}")
         following = _link(sorted_first.text, "next")
         assert following is not None
@@ -283,6 +284,7 @@ def test_a_broad_search_walks_the_sort_index_and_estimates_its_size(
         assert "1,500 users match your search" in sorted_first.text
         monkeypatch.setattr(crud, "WALK_FROM", 600)
         monkeypatch.setattr(crud, "WALK_REACH", 800)
+        monkeypatch.setattr(crud, "WALK_MARGIN", 2)
         walked = client.get(f"/users?q=wide&sort={sort}")
         assert len(_rows(walked.text)) == 50
         assert _rows(walked.text) == _rows(sorted_first.text), sort
@@ -314,7 +316,8 @@ def test_a_walk_that_finds_no_page_reads_and_sorts_the_matches_after_all(
     zeds = [(f"Far{n:04}", f"Zed{n:04}", f"far{n}@far.example") for n in range(1200)]
     _insert_people(db, aarons + zeds, is_postgres)
     monkeypatch.setattr(crud, "WALK_FROM", 600)
-    monkeypatch.setattr(crud, "WALK_REACH", 500)
+    monkeypatch.setattr(crud, "WALK_REACH", 1000)
+    monkeypatch.setattr(crud, "WALK_MARGIN", 2)
     first = client.get("/users?q=far.example")
     assert [f"Zed{n:04}" in first.text for n in (0, 49, 50)] == [True, True, False]
     assert "1,200 users match your search" in first.text  # read, sorted and counted

@@ -173,10 +173,10 @@ async def test_the_list_is_planned_once_not_on_every_page(
 async def test_a_broad_search_walks_the_sort_index_without_sorting(
     database_url: str, db: Engine, many_users: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every user matches "x.example": the planner expects more than WALK_FROM matches, so
-    the page is read walking the sort's index (as far as WALK_REACH rows), not by reading
-    and sorting 30,000 matches. (The reach is cut to a fifteenth of the table here, as it
-    is a fiftieth of a million rows: within two thirds, sorting them all costs less.)"""
+    """Every user matches "x.example", as the planner expects: the page is read walking the
+    sort's index (as far as WALK_REACH rows), not by reading and sorting 30,000 matches. (The
+    reach is cut to a fifteenth of the table here, as it is a fiftieth of a million rows:
+    within two thirds, sorting them all costs less.)"""
     assert ROWS > crud.WALK_FROM
     monkeypatch.setattr(crud, "WALK_REACH", 2000)
     for sort, index in (("name", "ix_users_name"), ("-created", "ix_users_created_at")):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -127,18 +128,23 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
     return stmt.where(and_(*conditions)).params(_search_params(query))
 
 
-# How a search reads its page (``_keyset_page``). First, on PostgreSQL, it asks the planner
-# how many users it will find (EXPLAIN, from the statistics of the search's index: 0.3 ms).
-# Up to WALK_FROM, it reads its matches through the trigram index and sorts them, counting
-# them in the same statement (about 3 µs a match at a million users). A broader search walks
-# the sort's index from the cursor instead, keeping its matches (about 2 µs a row): with at
-# least one user in fifty matching, a page of them turns up within a few thousand rows, where
-# reading every match would take hundreds of milliseconds. The walk goes WALK_REACH rows at
-# most: matches that bunch together further along the index (a common surname, in the name
-# order) are read and sorted after all. And a search with more than MATCHES_FIRST_UP_TO
-# matches, too many to sort, walks the sort's index as far as it must.
-WALK_FROM = 20_000
+# How a search reads its page (``_keyset_page``). On PostgreSQL it first asks the planner
+# how many users it will find, and how many there are (one EXPLAIN, from the statistics of
+# the search's index and of the table: 0.3 ms). A search expected to find up to WALK_FROM
+# reads its matches through the trigram index and sorts them, counting them in the same
+# statement (about 3 µs a match at a million users: 15 ms at most, and an exact count). So
+# does a broader one, unless so many match that a page of them should turn up within
+# WALK_REACH / WALK_MARGIN rows of the sort's index (one user in 50 or more): it then walks
+# that index from the cursor, keeping its matches (about 2 µs a row), and shows the
+# planner's estimate of its size. A common surname's 8,000 matches among a million cost
+# 23 ms read and sorted; a domain's 200,000 would cost half a second, where a page of them
+# turns up within 250 rows. A walk goes WALK_REACH rows at most: matches that bunch together
+# further along the index (a common surname, in the name order) are then read and sorted
+# after all. And a search with more than MATCHES_FIRST_UP_TO matches, too many to sort,
+# walks as far as it takes.
+WALK_FROM = 5_000
 WALK_REACH = 20_000
+WALK_MARGIN = 8
 MATCHES_FIRST_UP_TO = 50_000
 
 
@@ -211,9 +217,11 @@ async def list_users(
         sizes = read.extras
         if sizes and sizes[0] <= MATCHES_FIRST_UP_TO:
             return UserList(read.page, Count(int(sizes[0]), True), read.ridden)
-        # Not all read (a walk, too many, or none on this page): counted, or estimated.
+        # Not all read (a walk, too many, or none on this page): counted, or estimated. An
+        # empty page is counted, whatever the planner expected.
         found = int(sizes[0]) if sizes else len(read.page.items)
-        count = await _count_search(session, query, found, read.estimate)
+        estimate = read.estimate if read.page.items else None
+        count = await _count_search(session, query, found, estimate)
         return UserList(read.page, count, read.ridden)
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not query.is_filtered and not query.exact_count:
@@ -239,6 +247,21 @@ def _matching(shape: _Shape) -> Select[Any]:
 
 
 @functools.lru_cache(maxsize=256)
+def _matching_of_all(shape: _Shape) -> Select[Any]:
+    """The ids a search finds, then every id: EXPLAINed, the planner's figure for each."""
+    return cast(Select[Any], union_all(_matching(shape), select(User.id)))
+
+
+def _walks(matches: float, everyone: float, page: int) -> bool:
+    """Whether a search expected to find ``matches`` users of ``everyone`` walks the sort's
+    index for a page of ``page`` rows, rather than reading and sorting its matches."""
+    if matches > MATCHES_FIRST_UP_TO:
+        return True
+    # The rows a walk should take, everyone / matches a match, with a margin.
+    return matches > WALK_FROM and page * everyone * WALK_MARGIN <= WALK_REACH * matches
+
+
+@functools.lru_cache(maxsize=256)
 def _search_count(shape: _Shape, bounded: bool) -> Select[Any]:
     """How many users a search (of this shape) finds: all, or up to EXACT_UP_TO + 1."""
     if bounded:
@@ -260,8 +283,7 @@ async def _count_search(
             connection, _search_count(shape, False), params, plan_each_time=True
         )
         return Count(int(rows[0][0]), True)
-    # A walk was taken only for a search expected to find many (WALK_FROM): not counted.
-    if found <= EXACT_UP_TO and (estimate is None or estimate <= WALK_FROM):
+    if found <= EXACT_UP_TO and (estimate is None or estimate <= EXACT_UP_TO):
         rows = await driver_reads.fetch_all(
             connection, _search_count(shape, True), params, plan_each_time=True
         )
@@ -269,7 +291,7 @@ async def _count_search(
         if found <= EXACT_UP_TO:
             return Count(found, True)
     if estimate is None:
-        estimate = await driver_reads.planned_rows(connection, _matching(shape), params)
+        estimate = int((await driver_reads.plan(connection, _matching(shape), params))["Plan Rows"])
     return Count(max(estimate, found), False)
 
 
@@ -439,9 +461,12 @@ async def _keyset_page(
     ridden: tuple[Any, ...] | None = None
     estimate: int | None = None
     read: tuple[list[UserRow], tuple[Any, ...]] | None = None
+    walk = False
     if search and connection.dialect.name == "postgresql":
-        estimate = await driver_reads.planned_rows(connection, _matching(shape), params)
-    if estimate is not None and estimate > WALK_FROM:
+        planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
+        matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
+        estimate, walk = int(matches), _walks(matches, everyone, limit + 1)
+    if walk:
         stmt = _walked_page(shape, name, reverse, after)
         walked = await read_rows(stmt, params | {"reach": WALK_REACH}, rider)
         ridden, rider = walked[2], None  # read now: not again

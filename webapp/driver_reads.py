@@ -87,16 +87,18 @@ async def fetch_all(
         raise
 
 
-async def planned_rows(
+async def plan(
     connection: AsyncConnection, stmt: Select[Any], params: Mapping[str, Any]
-) -> int:
-    """How many rows PostgreSQL expects ``stmt`` to return with ``params`` (EXPLAIN: planned
-    for these values, never run). PostgreSQL (psycopg) only."""
+) -> dict[str, Any]:
+    """PostgreSQL's plan for ``stmt`` with ``params``, its top node as EXPLAIN (FORMAT JSON)
+    gives it ("Plan Rows": the rows it expects): planned for these values, never run.
+    PostgreSQL (psycopg) only."""
     rows = await fetch_all(connection, stmt, params, plan_each_time=True, explain=True)
-    plan = rows[0][0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    found = rows[0][0]
+    if isinstance(found, str):
+        found = json.loads(found)
+    top: dict[str, Any] = found[0]["Plan"]
+    return top
 
 
 async def _pooled(connection: AsyncConnection) -> PoolProxiedConnection:
