@@ -305,6 +305,46 @@ def test_a_broad_search_walks_the_sort_index_and_estimates_its_size(
             assert "1,500 users match your search" in walked.text
 
 
+def test_every_page_of_a_search_past_its_first_read_is_found(
+    client: TestClient, db: Engine, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page is first read from a search's first matches (FIRST_READ_UP_TO, and
+    MATCHES_FIRST_UP_TO on SQLite: both lowered here); from a cursor deep in the list none
+    of those may lie on the page. Every page, followed by its "Next" link and back, is
+    still the right one, whichever way it is then read."""
+    # Stored in the order of the sort: the first matches read are the first in the list, so
+    # that from a cursor past them, none of them is on the page.
+    people = [(f"Deep{n:04}", f"Diver{n:04}", f"deep{n}@x.example") for n in range(600)]
+    _insert_people(db, people, is_postgres)
+    with db.connect() as conn:
+        expected = [
+            str(row[0])
+            for row in conn.execute(
+                text(
+                    "SELECT id FROM users WHERE first_name LIKE 'Deep%'"
+                    " ORDER BY last_name, first_name, id"
+                )
+            )
+        ]
+    monkeypatch.setattr(crud, "FIRST_READ_UP_TO", 60)
+    monkeypatch.setattr(crud, "MATCHES_FIRST_UP_TO", 60)
+    for walks in (False, True):  # read and sorted, or walked
+        monkeypatch.setattr(crud, "WALK_FROM", 0 if walks else 10_000)
+        seen: list[str] = []
+        pages: list[str] = []
+        link: str | None = "/users?q=deep"
+        while link is not None:
+            page = client.get(link).text
+            pages.append(link)
+            seen += _rows(page)
+            link = _link(page, "next")
+        assert seen == expected, walks
+        assert len(pages) == 12
+        back = _link(client.get(pages[-1]).text, "prev")
+        assert back is not None
+        assert _rows(client.get(back).text) == expected[500:550], walks
+
+
 def test_a_walk_that_finds_no_page_reads_and_sorts_the_matches_after_all(
     client: TestClient, db: Engine, is_postgres: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

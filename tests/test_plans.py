@@ -187,6 +187,26 @@ async def test_a_broad_search_walks_the_sort_index_without_sorting(
         assert "Limit  (cost=" in plan and "rows=2000 " in plan, (sort, plan)
 
 
+async def test_a_search_for_someone_is_one_statement(
+    database_url: str, db: Engine, many_users: None
+) -> None:
+    """A search that finds at most FIRST_READ_UP_TO users reads, sorts and counts them in
+    one statement: no EXPLAIN first (it cost a search for one person 15 % more)."""
+    engine = make_engine(make_settings(database_url))
+    statements = Statements(engine)
+    try:
+        async with AsyncSession(engine) as session:
+            listed = await crud.list_users(session, UserListQuery(q="Lfe7ecc"), 50)
+            broad = len(statements.seen)
+            await crud.list_users(session, UserListQuery(q="x.example"), 50)
+    finally:
+        await engine.dispose()
+    assert listed.count.exact and 0 < listed.count.value <= crud.FIRST_READ_UP_TO
+    assert broad == 1 and "EXPLAIN" not in statements.seen[0][0], statements.seen
+    # Every user matches "x.example": past the first read, the planner is asked.
+    assert any(s.startswith("EXPLAIN") for s, _ in statements.seen[broad:]), statements.seen
+
+
 async def test_a_search_is_planned_for_its_words_every_time(
     database_url: str, db: Engine, many_users: None
 ) -> None:

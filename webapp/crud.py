@@ -128,20 +128,22 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
     return stmt.where(and_(*conditions)).params(_search_params(query))
 
 
-# How a search reads its page (``_keyset_page``). On PostgreSQL it first asks the planner
-# how many users it will find, and how many there are (one EXPLAIN, from the statistics of
-# the search's index and of the table: 0.3 ms). A search expected to find up to WALK_FROM
-# reads its matches through the trigram index and sorts them, counting them in the same
-# statement (about 3 µs a match at a million users: 15 ms at most, and an exact count). So
-# does a broader one, unless so many match that a page of them should turn up within
-# WALK_REACH / WALK_MARGIN rows of the sort's index (one user in 50 or more): it then walks
-# that index from the cursor, keeping its matches (about 2 µs a row), and shows the
-# planner's estimate of its size. A common surname's 8,000 matches among a million cost
-# 23 ms read and sorted; a domain's 200,000 would cost half a second, where a page of them
-# turns up within 250 rows. A walk goes WALK_REACH rows at most: matches that bunch together
-# further along the index (a common surname, in the name order) are then read and sorted
-# after all. And a search with more than MATCHES_FIRST_UP_TO matches, too many to sort,
-# walks as far as it takes.
+# How a search reads its page (``_keyset_page``). First it reads up to FIRST_READ_UP_TO of
+# its matches through the trigram index and sorts them, counting them in the same statement:
+# a search for someone finds a few, and this one statement is all it costs. On PostgreSQL a
+# search with more asks the planner how many users it will find and how many there are (one
+# EXPLAIN, from the statistics of the search's index and the table: 0.3 ms). Up to WALK_FROM
+# it then reads and sorts all its matches, and counts them (about 3 µs a match at a million
+# users: 15 ms at most). So does a broader one, unless so many match that a page of them
+# should turn up within WALK_REACH / WALK_MARGIN rows of the sort's index (one user in 50
+# or more): it then walks that index from the cursor, keeping its matches (about 2 µs a
+# row), and shows the planner's estimate of its size. A common surname's 8,000 matches
+# among a million cost 23 ms read and sorted; a domain's 200,000 would cost half a second,
+# where a page of them turns up within 250 rows. A walk goes WALK_REACH rows at most:
+# matches that bunch together further along the index (a common surname, in the name
+# order) are then read and sorted after all. And a search with more than
+# MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as it takes.
+FIRST_READ_UP_TO = 1_000
 WALK_FROM = 5_000
 WALK_REACH = 20_000
 WALK_MARGIN = 8
@@ -212,7 +214,7 @@ async def list_users(
     """
     cursor = query.cursor or None
     if query.terms:
-        # A search counts its matches in the statement that reads its page.
+        # A search that reads and sorts its matches counts them in the same statement.
         read = await _read_page(session, query, cursor, per_page, rider, search=True)
         sizes = read.extras
         if sizes and sizes[0] <= MATCHES_FIRST_UP_TO:
@@ -412,7 +414,7 @@ async def list_users_page(
     count, so it costs the same on page 1 and page 20 000. ``CursorError`` on a bad cursor.
 
     A search reads its matches first (``_matches_first_page``) or walks the sort's index
-    (``_walked_page``), as the planner expects it to find few or many: see WALK_FROM.
+    (``_walked_page``), as it finds few or many: see FIRST_READ_UP_TO.
     """
     read = await _keyset_page(session, query, cursor, limit, False, bool(query.terms))
     return read.page
@@ -448,48 +450,32 @@ async def _keyset_page(
     params.update(_search_params(query))
     # A search is planned for its words, every time (see driver_reads.fetch_all).
     words = bool(query.terms)
-
-    async def read_rows(
-        stmt: Select[Any], params: dict[str, Any], rider: Rider | None
-    ) -> tuple[list[UserRow], tuple[Any, ...], tuple[Any, ...] | None]:
-        """``_rows``, with ``rider`` (if any) riding along (``_rows_with_rider``)."""
-        if rider is None:
-            return (*await _rows(connection, stmt, params, words), None)
-        with_rider = _with_rider(stmt, rider.stmt, name, reverse)
-        return await _rows_with_rider(connection, with_rider, params, rider, words)
-
-    ridden: tuple[Any, ...] | None = None
-    estimate: int | None = None
-    read: tuple[list[UserRow], tuple[Any, ...]] | None = None
-    walk = False
-    if search and connection.dialect.name == "postgresql":
-        planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
-        matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
-        estimate, walk = int(matches), _walks(matches, everyone, limit + 1)
-    if walk:
-        stmt = _walked_page(shape, name, reverse, after)
-        walked = await read_rows(stmt, params | {"reach": WALK_REACH}, rider)
-        ridden, rider = walked[2], None  # read now: not again
-        if len(walked[0]) > limit:
-            read = walked[:2]
-        # Else the walk ran out before a page's worth: its matches lie further along.
-    if read is None:
-        if search:
-            stmt = _matches_first_page(shape, name, reverse, after)
-            params["cap"] = MATCHES_FIRST_UP_TO + 1
-        elif query.is_filtered:
-            stmt = _filtered_page(shape, name, reverse, after)
-        else:
-            stmt = _whole_list_page(name, reverse, after, sized)
-        rows, extras, ridden_now = await read_rows(stmt, params, rider)
-        if rider is not None:  # else a walk read it
-            ridden = ridden_now
-        read = rows, extras
-    rows, extras = read
-    if search and extras and extras[0] > MATCHES_FIRST_UP_TO:
-        # Too many to sort: walk the sort's index, as far as it takes.
+    postgres = connection.dialect.name == "postgresql"
+    # SQLite has no planner's figures to go by: it reads and sorts up to the limit at once.
+    first_read = FIRST_READ_UP_TO if postgres else MATCHES_FIRST_UP_TO
+    if search:
+        stmt = _matches_first_page(shape, name, reverse, after)
+        params["cap"] = first_read + 1
+    elif query.is_filtered:
         stmt = _filtered_page(shape, name, reverse, after)
+    else:
+        stmt = _whole_list_page(name, reverse, after, sized)
+    ridden: tuple[Any, ...] | None = None
+    if rider is None:
         rows, extras = await _rows(connection, stmt, params, words)
+    else:
+        rows, extras, ridden = await _rows_with_rider(
+            connection, _with_rider(stmt, rider.stmt, name, reverse), params, rider, words
+        )
+    estimate: int | None = None
+    if search and _past(rows, extras, first_read, after):
+        if postgres:
+            rows, extras, estimate = await _broad_page(
+                connection, shape, name, reverse, after, params, limit
+            )
+        else:  # too many to sort: walk the sort's index, as far as it takes
+            stmt = _filtered_page(shape, name, reverse, after)
+            rows, extras = await _rows(connection, stmt, params, words)
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -509,6 +495,42 @@ async def _keyset_page(
         prev_cursor=encode_cursor(query.sort, "p", key_of(rows[0])) if has_prev else None,
     )
     return _Read(page, extras, ridden, estimate)
+
+
+async def _broad_page(
+    connection: AsyncConnection,
+    shape: _Shape,
+    sort: str,
+    reverse: bool,
+    after: bool,
+    params: dict[str, Any],
+    limit: int,
+) -> tuple[list[UserRow], tuple[Any, ...], int]:
+    """The page of a search with more matches than its first read, as ``_rows`` gives it,
+    and how many the planner expects: walked, or read and sorted (see FIRST_READ_UP_TO)."""
+    planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
+    matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
+    if _walks(matches, everyone, limit + 1):
+        walked = _walked_page(shape, sort, reverse, after)
+        rows, extras = await _rows(connection, walked, params | {"reach": WALK_REACH}, True)
+        if len(rows) > limit:
+            return rows, extras, int(matches)
+        # The walk ran out before a page's worth: the matches lie further along.
+    stmt = _matches_first_page(shape, sort, reverse, after)
+    every = params | {"cap": MATCHES_FIRST_UP_TO + 1}
+    rows, extras = await _rows(connection, stmt, every, True)
+    if _past(rows, extras, MATCHES_FIRST_UP_TO, after):
+        # Too many to sort: walk the sort's index, as far as it takes.
+        stmt = _filtered_page(shape, sort, reverse, after)
+        rows, extras = await _rows(connection, stmt, params, True)
+    return rows, extras, int(matches)
+
+
+def _past(rows: list[UserRow], extras: tuple[Any, ...], cap: int, after: bool) -> bool:
+    """Whether a page read from a search's first ``cap`` matches (``_matches_first_page``)
+    may lack rows of the page: more matched, or, from a cursor, none came back (the page's
+    rows may lie past those read)."""
+    return bool(extras[0] > cap) if rows else after
 
 
 async def _rows(
