@@ -130,20 +130,21 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
 
 # How a search reads its page (``_keyset_page``). First it reads up to FIRST_READ_UP_TO of
 # its matches through the trigram index and sorts them, counting them in the same statement:
-# a search for someone finds a few, and this one statement is all it costs. On PostgreSQL a
-# search with more asks the planner how many users it will find and how many there are (one
-# EXPLAIN, from the statistics of the search's index and the table: 0.3 ms). Up to WALK_FROM
-# it then reads and sorts all its matches, and counts them (about 3 µs a match at a million
-# users: 15 ms at most). So does a broader one, unless so many match that a page of them
-# should turn up within WALK_REACH / WALK_MARGIN rows of the sort's index (one user in 50
-# or more): it then walks that index from the cursor, keeping its matches (about 2 µs a
-# row), and shows the planner's estimate of its size. A common surname's 8,000 matches
-# among a million cost 23 ms read and sorted; a domain's 200,000 would cost half a second,
-# where a page of them turns up within 250 rows. A walk goes WALK_REACH rows at most:
-# matches that bunch together further along the index (a common surname, in the name
-# order) are then read and sorted after all. And a search with more than
-# MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as it takes.
-FIRST_READ_UP_TO = 1_000
+# a search for someone finds a few, and this one statement is all it costs. (No more: for a
+# domain, 1,000 first matches cost 6 ms at a million users, the rest of its page 2 ms.)
+# On PostgreSQL a search with more asks the planner how many users it will find and how
+# many there are (one EXPLAIN, from the statistics of the search's index and the table:
+# 0.3 ms). Up to WALK_FROM it then reads and sorts all its matches, and counts them (about
+# 3 µs a match at a million users: 15 ms at most). So does a broader one, unless so many
+# match that a page of them should turn up within WALK_REACH / WALK_MARGIN rows of the
+# sort's index (one user in 50 or more): it then walks that index from the cursor, keeping
+# its matches (about 2 µs a row), and shows the planner's estimate of its size. A common
+# surname's 8,000 matches among a million cost 23 ms read and sorted; a domain's 200,000
+# would cost half a second, where a page of them turns up within 250 rows. A walk goes
+# WALK_REACH rows at most: matches that bunch together further along the index (a common
+# surname, in the name order) are then read and sorted after all. And a search with more
+# than MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as it takes.
+FIRST_READ_UP_TO = 200
 WALK_FROM = 5_000
 WALK_REACH = 20_000
 WALK_MARGIN = 8
