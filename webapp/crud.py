@@ -38,7 +38,6 @@ from webapp.counting import (
     EXACT_UP_TO,
     Count,
     bounded_count,
-    count_rows,
     count_table,
     table_count,
     table_estimate,
@@ -224,7 +223,7 @@ async def list_users(
         # empty page is counted, whatever the planner expected.
         found = int(sizes[0]) if sizes else len(read.page.items)
         estimate = read.estimate if read.page.items else None
-        count = await _count_search(session, query, found, estimate)
+        count = await _count_matching(session, query, found, estimate)
         return UserList(read.page, count, read.ridden)
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not query.is_filtered and not query.exact_count:
@@ -234,9 +233,7 @@ async def list_users(
         sized = table_count(*read.extras) if read.extras else None
         return UserList(read.page, sized or await count_table(session, USERS), read.ridden)
     if query.is_filtered:
-        count = await count_rows(
-            session, _filtered(select(User.id), query), exact=query.exact_count
-        )
+        count = await _count_matching(session, query, 0, None)
     else:
         count = await count_table(session, USERS, exact=query.exact_count)
     read = await _read_page(session, query, cursor, per_page, rider)
@@ -245,7 +242,7 @@ async def list_users(
 
 @functools.lru_cache(maxsize=256)
 def _matching(shape: _Shape) -> Select[Any]:
-    """The ids a search (of this shape) finds."""
+    """The ids a search or filter (of this shape) finds."""
     return select(User.id).where(and_(*_conditions(shape)))
 
 
@@ -265,30 +262,33 @@ def _walks(matches: float, everyone: float, page: int) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _search_count(shape: _Shape, bounded: bool) -> Select[Any]:
-    """How many users a search (of this shape) finds: all, or up to EXACT_UP_TO + 1."""
+def _matching_count(shape: _Shape, bounded: bool) -> Select[Any]:
+    """How many users a search or filter (of this shape) finds: all, or up to
+    EXACT_UP_TO + 1."""
     if bounded:
         return select(bounded_count(_matching(shape)))
     return select(func.count()).select_from(_matching(shape).subquery())
 
 
-async def _count_search(
+async def _count_matching(
     session: AsyncSession, query: UserListQuery, found: int, estimate: int | None
 ) -> Count:
-    """How many users a search finds, ``found`` of them known to match already: counted
-    when asked for or when few, else PostgreSQL's estimate (``estimate``, when it was asked
-    already; never below ``found``). Each count is planned for the search's words."""
+    """How many users a search or filter finds, ``found`` of them known to match already:
+    counted when asked for or when few (SQLite always counts), else PostgreSQL's estimate
+    (``estimate``, when it was asked already; never below ``found``). A search's counts are
+    planned for its words (see driver_reads.fetch_all)."""
     connection = await session.connection()
     shape, params = _Shape.of(query), _search_params(query)
+    words = bool(query.terms)
     postgres = connection.dialect.name == "postgresql"
     if query.exact_count or not postgres:
         rows = await driver_reads.fetch_all(
-            connection, _search_count(shape, False), params, plan_each_time=True
+            connection, _matching_count(shape, False), params, plan_each_time=words
         )
         return Count(int(rows[0][0]), True)
     if found <= EXACT_UP_TO and (estimate is None or estimate <= EXACT_UP_TO):
         rows = await driver_reads.fetch_all(
-            connection, _search_count(shape, True), params, plan_each_time=True
+            connection, _matching_count(shape, True), params, plan_each_time=words
         )
         found = int(rows[0][0])
         if found <= EXACT_UP_TO:
