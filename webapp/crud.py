@@ -32,7 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.util import ClauseAdapter
 
-from webapp import audit, driver_reads
+from webapp import audit, driver_reads, search_estimate
 from webapp.audit import Actor
 from webapp.counting import (
     EXACT_UP_TO,
@@ -127,22 +127,23 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
     return stmt.where(and_(*conditions)).params(_search_params(query))
 
 
-# How a search reads its page (``_keyset_page``). First it reads up to FIRST_READ_UP_TO of
-# its matches through the trigram index and sorts them, counting them in the same statement:
-# a search for someone finds a few, and this one statement is all it costs. (No more: for a
-# domain, 1,000 first matches cost 6 ms at a million users, the rest of its page 2 ms.)
-# On PostgreSQL a search with more asks the planner how many users it will find and how
-# many there are (one EXPLAIN, from the statistics of the search's index and the table:
-# 0.3 ms). Up to WALK_FROM it then reads and sorts all its matches, and counts them (about
-# 3 µs a match at a million users: 15 ms at most). So does a broader one, unless so many
-# match that a page of them should turn up within WALK_REACH / WALK_MARGIN rows of the
-# sort's index (one user in 50 or more): it then walks that index from the cursor, keeping
-# its matches (about 2 µs a row), and shows the planner's estimate of its size. A common
-# surname's 8,000 matches among a million cost 23 ms read and sorted; a domain's 200,000
-# would cost half a second, where a page of them turns up within 250 rows. A walk goes
-# WALK_REACH rows at most: matches that bunch together further along the index (a common
-# surname, in the name order) are then read and sorted after all. And a search with more
-# than MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as it takes.
+# How a search reads its page (``_keyset_page``). On PostgreSQL it first guesses how many
+# users it will find, from the statistics the planner itself goes by, kept in the process
+# (``webapp.search_estimate``: no round trip). When so many match that a page of them should
+# turn up within WALK_REACH / WALK_MARGIN rows of the sort's index (one user in 50 or more,
+# and more than WALK_FROM), it walks that index from the cursor, keeping its matches (about
+# 2 µs a row), and shows the guess as the estimate of its size: a domain's 200,000 matches
+# among a million would cost half a second read and sorted, where a page of them turns up
+# within 250 rows. Otherwise it reads up to FIRST_READ_UP_TO of its matches through the
+# trigram index and sorts them, counting them in the same statement: a search for someone
+# finds a few, and this one statement is all it costs. With more, it reads and sorts all
+# its matches (about 3 µs a match at a million users: a common surname's 8,000 cost 16 ms)
+# and counts them. Where the statistics say nothing (no ANALYZE yet, a small table), a
+# search past its first read asks the planner (one EXPLAIN: 0.3 ms) and goes on the same
+# way. A walk goes WALK_REACH rows at most: matches that bunch together further along the
+# index (a common surname, in the name order) are then read and sorted after all. And a
+# search with more than MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as it
+# takes.
 FIRST_READ_UP_TO = 200
 WALK_FROM = 5_000
 WALK_REACH = 20_000
@@ -454,7 +455,15 @@ async def _keyset_page(
     postgres = connection.dialect.name == "postgresql"
     # SQLite has no planner's figures to go by: it reads and sorts up to the limit at once.
     first_read = FIRST_READ_UP_TO if postgres else MATCHES_FIRST_UP_TO
-    if search:
+    # How many a search should find, from the statistics PostgreSQL plans with (kept in
+    # the process: no round trip): so many that a page of them lies near, and its page is
+    # read walking the sort's index at once (see FIRST_READ_UP_TO).
+    guess = await search_estimate.guess(connection, query.terms) if search and postgres else None
+    walks = guess is not None and _walks(guess.matches, guess.everyone, limit + 1)
+    if walks:
+        stmt = _walked_page(shape, name, reverse, after)
+        params["reach"] = WALK_REACH
+    elif search:
         stmt = _matches_first_page(shape, name, reverse, after)
         params["cap"] = first_read + 1
     elif query.is_filtered:
@@ -469,10 +478,14 @@ async def _keyset_page(
             connection, _with_rider(stmt, rider.stmt, name, reverse), params, rider, words
         )
     estimate: int | None = None
-    if search and _past(rows, extras, first_read, after):
+    if guess is not None and walks:
+        estimate = int(guess.matches)
+        if len(rows) <= limit:  # the walk ran out before a page's worth
+            rows, extras = await _sorted_matches(connection, shape, name, reverse, after, params)
+    elif search and _past(rows, extras, first_read, after):
         if postgres:
             rows, extras, estimate = await _broad_page(
-                connection, shape, name, reverse, after, params, limit
+                connection, shape, name, reverse, after, params, limit, guess
             )
         else:  # too many to sort: walk the sort's index, as far as it takes
             stmt = _filtered_page(shape, name, reverse, after)
@@ -506,25 +519,42 @@ async def _broad_page(
     after: bool,
     params: dict[str, Any],
     limit: int,
+    guess: search_estimate.Guess | None,
 ) -> tuple[list[UserRow], tuple[Any, ...], int]:
     """The page of a search with more matches than its first read, as ``_rows`` gives it,
-    and how many the planner expects: walked, or read and sorted (see FIRST_READ_UP_TO)."""
-    planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
-    matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
+    and how many the planner expects (``guess``, or asked now): walked, or read and
+    sorted (see FIRST_READ_UP_TO)."""
+    if guess is None:
+        planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
+        matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
+    else:
+        matches, everyone = guess.matches, guess.everyone
     if _walks(matches, everyone, limit + 1):
         walked = _walked_page(shape, sort, reverse, after)
         rows, extras = await _rows(connection, walked, params | {"reach": WALK_REACH}, True)
         if len(rows) > limit:
             return rows, extras, int(matches)
         # The walk ran out before a page's worth: the matches lie further along.
+    rows, extras = await _sorted_matches(connection, shape, sort, reverse, after, params)
+    return rows, extras, int(matches)
+
+
+async def _sorted_matches(
+    connection: AsyncConnection,
+    shape: _Shape,
+    sort: str,
+    reverse: bool,
+    after: bool,
+    params: dict[str, Any],
+) -> tuple[list[UserRow], tuple[Any, ...]]:
+    """A search's page from all its matches read and sorted, up to MATCHES_FIRST_UP_TO of
+    them; past that, too many to sort, the sort's index walked as far as it takes."""
     stmt = _matches_first_page(shape, sort, reverse, after)
-    every = params | {"cap": MATCHES_FIRST_UP_TO + 1}
-    rows, extras = await _rows(connection, stmt, every, True)
+    rows, extras = await _rows(connection, stmt, params | {"cap": MATCHES_FIRST_UP_TO + 1}, True)
     if _past(rows, extras, MATCHES_FIRST_UP_TO, after):
-        # Too many to sort: walk the sort's index, as far as it takes.
         stmt = _filtered_page(shape, sort, reverse, after)
         rows, extras = await _rows(connection, stmt, params, True)
-    return rows, extras, int(matches)
+    return rows, extras
 
 
 def _past(rows: list[UserRow], extras: tuple[Any, ...], cap: int, after: bool) -> bool:
