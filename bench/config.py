@@ -56,7 +56,7 @@ class BenchConfig:
     timeout: float  # wrk gives up on a response after this long (counted as an error)
     search: str  # a common surname (about 1 user in 120)
     domain_search: str  # an email domain: a fifth of the users, too many to sort
-    person_search: str  # a search for one person by name ("": a seeded user's full name)
+    person_search: str  # a search for one person by name ("": a seeded user's, found alone)
     server_cpus: str  # taskset list for the app servers
     load_cpus: str  # taskset list for wrk
     all_cpus: str  # for the "--workers 2 beside one worker" pair

@@ -2,8 +2,8 @@
 
 Environment (defaults: the full run, about 20 minutes on 2 cores): BENCH_SIZES=100000,1000000
 BENCH_DURATION=30 BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_CREATE_CONNECTIONS=4
-BENCH_TIMEOUT=10 BENCH_SEARCH=smith BENCH_SEARCH_PERSON= (a seeded user's full name)
-BENCH_SEARCH_DOMAIN=corp.example
+BENCH_TIMEOUT=10 BENCH_SEARCH=smith BENCH_SEARCH_DOMAIN=corp.example
+BENCH_SEARCH_PERSON= (a seeded user's full name that finds at most 5 users)
 BENCH_FLOOR_COUNT=none BENCH_POOL_SIZE=10 BENCH_SERVER_CPUS=0 BENCH_LOAD_CPUS=1
 BENCH_RESULTS=bench/results.md. A smoke run:
 ``BENCH_SIZES=20000 BENCH_DURATION=3 make bench``.

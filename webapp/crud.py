@@ -134,16 +134,15 @@ def _filtered(stmt: Select[Any], query: UserListQuery) -> Select[Any]:
 # and more than WALK_FROM), it walks that index from the cursor, keeping its matches (about
 # 2 µs a row), and shows the guess as the estimate of its size: a domain's 200,000 matches
 # among a million would cost half a second read and sorted, where a page of them turns up
-# within 250 rows. Otherwise it reads up to FIRST_READ_UP_TO of its matches through the
-# trigram index and sorts them, counting them in the same statement: a search for someone
-# finds a few, and this one statement is all it costs. With more, it reads and sorts all
-# its matches (about 3 µs a match at a million users: a common surname's 8,000 cost 16 ms)
-# and counts them. Where the statistics say nothing (no ANALYZE yet, a small table), a
-# search past its first read asks the planner (one EXPLAIN: 0.3 ms) and goes on the same
-# way. A walk goes WALK_REACH rows at most: matches that bunch together further along the
-# index (a common surname, in the name order) are then read and sorted after all. And a
-# search with more than MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as it
-# takes.
+# within 250 rows. Otherwise it reads all its matches through the trigram index and sorts
+# them, counting them in the same statement: one statement, whether it finds one person or
+# a common surname's 8,000 among a million (about 2 µs a match: 16 ms). Where the
+# statistics say nothing (no ANALYZE yet, a small table), it reads up to FIRST_READ_UP_TO
+# matches that way; past them it asks the planner (one EXPLAIN: 0.3 ms) and goes on as
+# above. A walk goes WALK_REACH rows at most: matches that bunch together further along
+# the index (a common surname, in the name order) are then read and sorted after all. And
+# a search with more than MATCHES_FIRST_UP_TO matches, too many to sort, walks as far as
+# it takes.
 FIRST_READ_UP_TO = 200
 WALK_FROM = 5_000
 WALK_REACH = 20_000
@@ -453,13 +452,15 @@ async def _keyset_page(
     # A search is planned for its words, every time (see driver_reads.fetch_all).
     words = bool(query.terms)
     postgres = connection.dialect.name == "postgresql"
-    # SQLite has no planner's figures to go by: it reads and sorts up to the limit at once.
-    first_read = FIRST_READ_UP_TO if postgres else MATCHES_FIRST_UP_TO
     # How many a search should find, from the statistics PostgreSQL plans with (kept in
     # the process: no round trip): so many that a page of them lies near, and its page is
-    # read walking the sort's index at once (see FIRST_READ_UP_TO).
+    # read walking the sort's index at once; else all its matches are read and sorted. With
+    # no statistics to go by, PostgreSQL reads a first few and asks the planner if there
+    # are more; SQLite has no planner's figures at all: it reads and sorts them all.
     guess = await search_estimate.guess(connection, query.terms) if search and postgres else None
     walks = guess is not None and _walks(guess.matches, guess.everyone, limit + 1)
+    ask_planner = postgres and guess is None
+    first_read = FIRST_READ_UP_TO if ask_planner else MATCHES_FIRST_UP_TO
     if walks:
         stmt = _walked_page(shape, name, reverse, after)
         params["reach"] = WALK_REACH
@@ -477,15 +478,14 @@ async def _keyset_page(
         rows, extras, ridden = await _rows_with_rider(
             connection, _with_rider(stmt, rider.stmt, name, reverse), params, rider, words
         )
-    estimate: int | None = None
-    if guess is not None and walks:
-        estimate = int(guess.matches)
+    estimate = int(guess.matches) if guess is not None else None
+    if walks:
         if len(rows) <= limit:  # the walk ran out before a page's worth
             rows, extras = await _sorted_matches(connection, shape, name, reverse, after, params)
     elif search and _past(rows, extras, first_read, after):
-        if postgres:
+        if ask_planner:
             rows, extras, estimate = await _broad_page(
-                connection, shape, name, reverse, after, params, limit, guess
+                connection, shape, name, reverse, after, params, limit
             )
         else:  # too many to sort: walk the sort's index, as far as it takes
             stmt = _filtered_page(shape, name, reverse, after)
@@ -519,16 +519,12 @@ async def _broad_page(
     after: bool,
     params: dict[str, Any],
     limit: int,
-    guess: search_estimate.Guess | None,
 ) -> tuple[list[UserRow], tuple[Any, ...], int]:
-    """The page of a search with more matches than its first read, as ``_rows`` gives it,
-    and how many the planner expects (``guess``, or asked now): walked, or read and
+    """The page of a search with more matches than its first read, with no statistics to
+    guess by, as ``_rows`` gives it, and how many the planner expects: walked, or read and
     sorted (see FIRST_READ_UP_TO)."""
-    if guess is None:
-        planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
-        matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
-    else:
-        matches, everyone = guess.matches, guess.everyone
+    planned = await driver_reads.plan(connection, _matching_of_all(shape), params)
+    matches, everyone = (part["Plan Rows"] for part in planned["Plans"])
     if _walks(matches, everyone, limit + 1):
         walked = _walked_page(shape, sort, reverse, after)
         rows, extras = await _rows(connection, walked, params | {"reach": WALK_REACH}, True)
