@@ -10,9 +10,9 @@ cost more than the page itself.
 The planner's estimate for ``text LIKE '%word%'`` comes from the column's statistics: the
 share of the histogram's sample values that match (PostgreSQL's ``histogram_selectivity``;
 ANALYZE keeps 100 values or so for the search's indexed expression, spread evenly across its
-sort order), plus the most common values that match. That sample is read here once a while
-(SAMPLE_TTL) per engine, and a search's share of it is counted in Python, without asking
-the database. Each process keeps its own copy: nothing another worker would need.
+sort order), plus the most common values that match. That sample is read here at most once
+a minute (SAMPLE_TTL) per engine, and a search's share of it is counted in Python, without
+asking the database. Each process keeps its own copy: nothing another worker would need.
 
 The guess is the planner's, with a sample this size: good to a percent or so of the table,
 enough to tell a domain (a fifth of everyone) from a surname (under one percent). It chooses
