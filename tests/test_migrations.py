@@ -38,7 +38,7 @@ PER_FIELD_TRIGRAM = {
     "ix_users_email_key_trgm",
 }
 TRIGRAM = {"ix_users_search_trgm"}
-HEAD = "0005"
+HEAD = "0006"
 
 
 def expected_indexes(engine: Engine) -> set[str]:
@@ -229,8 +229,22 @@ def test_trigram_indexes_serve_the_search_on_postgresql(fresh_url: str, fresh_db
             sql = search.compile(dialect=fresh_db.dialect, compile_kwargs={"literal_binds": True})
             plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {sql}")))
         assert "Bitmap Index Scan on ix_users_search_trgm" in plan, plan
+        # 0006: a short pending list, so that searches do not read thousands of new users'
+        # entries one by one until the next merge.
+        assert _reloptions(fresh_db, "ix_users_search_trgm") == ["gin_pending_list_limit=64"]
+        migrations.downgrade(fresh_url, "0005")
+        assert _reloptions(fresh_db, "ix_users_search_trgm") is None
         migrations.downgrade(fresh_url, "0004")  # one index per field again
         assert set(index_sql(fresh_db)) == INDEXES | PER_FIELD_TRIGRAM
     migrations.downgrade(fresh_url, "0003")
     assert set(index_sql(fresh_db)) == INDEXES
     migrations.upgrade(fresh_url)
+
+
+def _reloptions(engine: Engine, index: str) -> list[str] | None:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:index)"),
+            {"index": index},
+        ).scalar_one()
+    return list(found) if found is not None else None

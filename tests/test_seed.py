@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Engine, select, text
 
 from tests.factories import insert_user, make_settings
 from webapp import seed
@@ -45,3 +46,44 @@ async def test_a_seed_in_many_batches_adds_each_user_once(database_url: str, db:
     assert len(emails) == len(set(emails)) == 1_234
     numbers = sorted(int(email.split("@")[0].rsplit(".", 1)[1]) for email in emails)
     assert numbers == list(range(first + 1, first + 1 + 1_234))
+
+
+def _pending_list(db: Engine) -> tuple[list[str], int]:
+    """The search index's options, and the pages its pending list held (now merged)."""
+    with db.begin() as conn:
+        options = conn.execute(
+            text("SELECT reloptions FROM pg_class WHERE oid = 'ix_users_search_trgm'::regclass")
+        ).scalar_one()
+        pending = conn.execute(
+            text("SELECT gin_clean_pending_list('ix_users_search_trgm'::regclass)")
+        ).scalar_one()
+    return list(options), int(pending)
+
+
+@pytest.mark.postgres
+async def test_a_seed_loads_in_bulk_and_leaves_the_search_index_as_it_was(
+    database_url: str, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While it loads, the search index's pending list may grow (merged in bulk: a third
+    faster); after, it is short again (migration 0006) and empty, so no search reads the
+    load's entries one by one. When the console's requests hold the index, the seed does
+    not wait for them: it loads with the list as it is."""
+    seen: list[list[str]] = []
+    load = seed._load
+
+    async def watched(*args: object, **kwargs: object) -> int:
+        seen.append(_pending_list(db)[0])
+        return await load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seed, "_load", watched)
+    assert await seed.seed(make_settings(database_url), 2_000) == 2_000
+    assert seen == [[f"gin_pending_list_limit={seed.BULK_PENDING_LIST_KB}"]]
+    assert _pending_list(db) == (["gin_pending_list_limit=64"], 0)
+
+    monkeypatch.setattr(seed, "LOCK_TIMEOUT", "200ms")
+    with db.connect() as busy:  # a request's transaction, holding the index
+        busy.execute(text("SELECT id FROM users WHERE id = 1"))
+        assert await seed.seed(make_settings(database_url), 500) == 500
+        busy.rollback()
+    assert seen[1] == ["gin_pending_list_limit=64"]
+    assert _pending_list(db) == (["gin_pending_list_limit=64"], 0)
