@@ -87,3 +87,20 @@ async def test_a_seed_loads_in_bulk_and_leaves_the_search_index_as_it_was(
         busy.rollback()
     assert seen[1] == ["gin_pending_list_limit=64"]
     assert _pending_list(db) == (["gin_pending_list_limit=64"], 0)
+
+
+async def test_a_random_seed_draws_the_same_users_again(database_url: str, db: Engine) -> None:
+    """``webapp seed --random-seed``: the same names into the same (here empty) table, so
+    the bench's runs search the same people; another seed draws others."""
+
+    async def drawn(random_seed: int) -> list[tuple[str, str, str]]:
+        await seed.seed(make_settings(database_url), 300, batch_size=100, random_seed=random_seed)
+        with db.begin() as conn:
+            rows = conn.execute(select(User.first_name, User.last_name, User.email)).all()
+            conn.execute(User.__table__.delete())
+        return sorted((first, last, email) for first, last, email in rows)
+
+    first = await drawn(7)
+    assert len(first) == 300
+    assert await drawn(7) == first
+    assert await drawn(8) != first

@@ -97,7 +97,8 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
     if args.count < 0:
         print("webapp: --count must be 0 or more", file=sys.stderr)
         return 2
-    added = asyncio.run(seed(settings, args.count, progress=sys.stderr.isatty()))
+    progress = sys.stderr.isatty()
+    added = asyncio.run(seed(settings, args.count, progress=progress, random_seed=args.random_seed))
     print(f"webapp: added {added:,} users")
     return 0
 
@@ -171,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="add realistic fake users")
     seed.add_argument("--count", type=int, default=1000)
+    seed.add_argument(
+        "--random-seed",
+        type=int,
+        help="draw the same users every time (for the same seed and the same table)",
+    )
     seed.set_defaults(handler=_seed)
     return parser
 

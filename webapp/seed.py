@@ -147,16 +147,24 @@ async def _insert(conn: AsyncConnection, rows: list[Row]) -> None:
 
 
 async def seed(
-    settings: Settings, count: int, *, progress: bool = False, batch_size: int | None = None
+    settings: Settings,
+    count: int,
+    *,
+    progress: bool = False,
+    batch_size: int | None = None,
+    random_seed: int | None = None,
 ) -> int:
-    """Insert ``count`` users. Seeded users share one hash of a random, unknown password."""
+    """Insert ``count`` users. Seeded users share one hash of a random, unknown password.
+    With ``random_seed``, the same users every time for the same seed into the same table
+    (the running numbers in their addresses go on from its highest id): a benchmark's runs
+    then search the same names."""
     context = CryptContext(schemes=["bcrypt"], bcrypt__rounds=settings.bcrypt_rounds)
     password_hash = context.hash(secrets.token_urlsafe(24))
     engine = make_engine(settings)
     size = batch_size or (BATCH if settings.is_sqlite else COPY_BATCH)
     try:
         async with bulk_pending_list(engine):
-            return await _load(engine, settings, count, password_hash, size, progress)
+            return await _load(engine, settings, count, password_hash, size, progress, random_seed)
     finally:
         await engine.dispose()
 
@@ -168,12 +176,15 @@ async def _load(
     password_hash: str,
     size: int,
     progress: bool,
+    random_seed: int | None,
 ) -> int:
     write = _insert if settings.is_sqlite else _copy
-    rng = random.Random()
     started = time.monotonic()
     async with engine.begin() as conn:
         start = ((await conn.execute(select(func.max(User.id)))).scalar() or 0) + 1
+    # A seed goes on from where the table ends: seeding it again with the same seed draws
+    # other names, not the same ones again.
+    rng = random.Random() if random_seed is None else random.Random(f"{random_seed}:{start}")
     # Each batch draws from a random stream of its own, so batches can be drawn in any
     # order, and side by side.
     batches = deque(
