@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from passlib.context import CryptContext
 
+from webapp.middleware import BodySizeLimitMiddleware
 from webapp.security import HASH_NICENESS, PasswordHasher
 
 
@@ -47,3 +49,29 @@ async def test_hashes_are_bcrypt_at_the_configured_cost() -> None:
     assert CryptContext(schemes=["bcrypt"]).verify("correct horse battery", hashed)
     with pytest.raises(ValueError, match="72 bytes"):
         await PasswordHasher(rounds=4, concurrency=1).hash("é" * 37)
+
+
+async def test_a_content_length_of_other_digits_is_no_error() -> None:
+    """A Content-Length header of digits from another script ("²" is a digit to Python's
+    str.isdigit, and int() refuses it) is not a declared size: the body is still counted as
+    it is read, and the app answers, rather than the middleware failing."""
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        seen.append(message["body"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x=1", "more_body": False}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    declared = [(b"content-length", "²".encode("latin-1"))]
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": declared}
+    await BodySizeLimitMiddleware(app, max_bytes=10)(scope, receive, send)
+    assert seen == [b"x=1"] and sent[0]["status"] == 204

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from webapp.models import AuditEvent, User
+from webapp.models import MAX_ID, AuditEvent, User
 from webapp.pagination import Page
 
 ACTIONS: dict[str, str] = {
@@ -129,9 +129,11 @@ def _who(
     email_column: InstrumentedAttribute[str | None],
     value: str,
 ) -> ColumnElement[bool]:
-    """A user given by id ("42") or by email (any case)."""
-    if value.isdigit():
-        return id_column == int(value)
+    """A user given by id ("42") or by email (any case). An id past the column's range
+    names no one."""
+    if value.isascii() and value.isdigit():
+        number = int(value)
+        return id_column == number if number <= MAX_ID else false()
     return func.lower(email_column) == value.lower()
 
 

@@ -16,8 +16,8 @@ from starlette.requests import Request
 
 from webapp import driver_reads
 from webapp.config import Settings
-from webapp.crud import MAX_ID, Rider
-from webapp.models import LoginThrottle, User, email_key, utcnow
+from webapp.crud import Rider
+from webapp.models import MAX_ID, LoginThrottle, User, email_key, utcnow
 
 _USER = "uid"
 _STAMP = "stamp"

@@ -45,7 +45,7 @@ from webapp.counting import (
 from webapp.forms import UserCreate, UserFields
 from webapp.keyset import Cursor, CursorError, KeyKind, KeysetPage, decode_cursor, encode_cursor
 from webapp.listing import UserListQuery
-from webapp.models import User, email_key, search_text
+from webapp.models import MAX_ID, User, email_key, search_text
 
 # PostgreSQL names the index (uq_users_email_key), SQLite the column (users.email_key).
 EMAIL_UNIQUE_MARK = "email_key"
@@ -622,11 +622,6 @@ async def _rows_with_rider(
         if row[-width] is not None:  # the rider's first column: its key, never NULL
             ridden = tuple(row[-width:])
     return rows, tuple(found[-1][fields:-width]), ridden
-
-
-# The id column is a 32-bit integer: a larger id in a URL names no user, and must not reach
-# PostgreSQL, which refuses the comparison itself ("integer out of range") with an error.
-MAX_ID = 2**31 - 1
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

@@ -88,7 +88,8 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
-        too_large = declared.isdigit() and int(declared) > self.max_bytes
+        # ASCII digits only: "²" is a digit to str.isdigit(), and int() refuses it.
+        too_large = declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes
         received = 0
 
         async def limited_receive() -> Message:

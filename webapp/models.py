@@ -31,6 +31,11 @@ NAMING_CONVENTION = {
 }
 
 
+# The id columns are 32-bit integers: a larger id in a URL or a filter names nothing, and
+# must not reach PostgreSQL, which refuses the comparison itself ("integer out of range").
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

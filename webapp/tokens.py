@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp import audit
 from webapp.audit import Actor
-from webapp.crud import MAX_ID
-from webapp.models import ApiToken, User, utcnow
+from webapp.models import MAX_ID, ApiToken, User, utcnow
 
 TOKEN_PREFIX = "wat_"  # "webapp API token": recognisable in a leaked config or a log
 PREFIX_SHOWN = len(TOKEN_PREFIX) + 6
