@@ -24,10 +24,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Select, Table, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from webapp.counting import table_estimate
+from webapp.models import User
 
 # The trigram index of the search's expression (migration 0005); its statistics are the
 # expression's.
@@ -39,17 +43,25 @@ MIN_BOUNDS = 100
 # is not taken to match no one.
 LEAST_SHARE, MOST_SHARE = 0.0001, 0.9999
 
-_SAMPLE = text(
-    "SELECT s.histogram_bounds::text::text[], s.most_common_vals::text::text[],"
-    " s.most_common_freqs, s.null_frac,"
-    " (SELECT CASE WHEN t.relpages > 0"
-    "   THEN t.reltuples / t.relpages * (pg_relation_size(t.oid)"
-    "   / current_setting('block_size')::float8) ELSE t.reltuples END"
-    "  FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid WHERE x.indexrelid = i.oid)"
-    " FROM pg_class i JOIN pg_namespace n ON n.oid = i.relnamespace"
-    " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = i.relname"
-    " AND s.attname = 'expr'"
-    " WHERE i.oid = to_regclass(:index)"
+# The search index's statistics, and the table's size as the planner reckons it
+# (webapp.counting.table_estimate); no row when there is no such index.
+_SAMPLE = cast(
+    Select[Any],
+    select(
+        literal_column("s.histogram_bounds::text::text[]"),
+        literal_column("s.most_common_vals::text::text[]"),
+        literal_column("s.most_common_freqs"),
+        literal_column("s.null_frac"),
+        table_estimate(cast(Table, User.__table__)),
+    )
+    .select_from(
+        text(
+            "pg_class i JOIN pg_namespace n ON n.oid = i.relnamespace"
+            " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = i.relname"
+            " AND s.attname = 'expr'"
+        )
+    )
+    .where(text("i.oid = to_regclass(:index)")),
 )
 
 
