@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, text
 
 from tests.factories import ADMIN_EMAIL, HTMX, insert_user, sign_in
 from webapp import crud, search_estimate
+from webapp.counting import UNCOUNTED_FROM
 from webapp.listing import UserListQuery
 from webapp.models import User
 from webapp.templating import _app_path
@@ -397,6 +398,37 @@ def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engi
     # Statistics lag a mass delete; the bounded count beside them does not.
     with db.begin() as conn:
         conn.execute(text("DELETE FROM users WHERE email_key LIKE 'bulk%'"))
+    assert "1 user<" in client.get("/users").text.replace("\n", "")
+
+
+@pytest.mark.postgres
+def test_a_table_its_statistics_call_large_is_not_counted(
+    client: TestClient, db: Engine
+) -> None:
+    """Past UNCOUNTED_FROM rows by the statistics, the whole list counts nothing: its size
+    is theirs until they are taken again (by autovacuum after a mass delete)."""
+    bulk = UNCOUNTED_FROM + 2_000
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (first_name, last_name, email, email_key, password_hash,"
+                " created_at, updated_at, version)"
+                " SELECT 'Bulk', 'User', 'bulk' || n || '@x.example', 'bulk' || n || '@x.example',"
+                " 'x', now(), now(), 1 FROM generate_series(1, :bulk) AS n"
+            ),
+            {"bulk": bulk},
+        )
+        conn.execute(text("ANALYZE users"))
+        conn.execute(text("DELETE FROM users WHERE email_key LIKE 'bulk%'"))
+    # Not counted: a bounded count would have found the one admin left.
+    page = client.get("/users")
+    estimate = re.search(r"About ([\d,]+) users", page.text)
+    assert estimate is not None, page.text
+    assert int(estimate.group(1).replace(",", "")) >= UNCOUNTED_FROM
+    assert "1 user<" in client.get("/users?count=exact").text.replace("\n", "")
+    # Statistics taken again say it is small: counted, exactly.
+    with db.begin() as conn:
+        conn.execute(text("ANALYZE users"))
     assert "1 user<" in client.get("/users").text.replace("\n", "")
 
 

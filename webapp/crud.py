@@ -40,7 +40,7 @@ from webapp.counting import (
     bounded_count,
     count_table,
     table_count,
-    table_estimate,
+    table_size,
 )
 from webapp.forms import UserCreate, UserFields
 from webapp.keyset import Cursor, CursorError, KeyKind, KeysetPage, decode_cursor, encode_cursor
@@ -227,8 +227,9 @@ async def list_users(
         return UserList(read.page, count, read.ridden)
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not query.is_filtered and not query.exact_count:
-        # The whole list on PostgreSQL: its size (a bounded count and the table's
-        # statistics) rides along with the page's rows, in the same statement.
+        # The whole list on PostgreSQL: its size (the table's statistics, and a bounded
+        # count unless they say it is large) rides along with the page's rows, in the same
+        # statement.
         read = await _read_page(session, query, cursor, per_page, rider, sized=True)
         sized = table_count(*read.extras) if read.extras else None
         return UserList(read.page, sized or await count_table(session, USERS), read.ridden)
@@ -350,10 +351,8 @@ def _whole_list_page(sort: str, reverse: bool, after: bool, sized: bool) -> Sele
     compiled form than the rest of the execution."""
     stmt = select(*ROW_COLUMNS)
     if sized:
-        stmt = stmt.add_columns(
-            bounded_count(select(User.id)).label("counted"),
-            table_estimate(USERS).label("estimated"),
-        )
+        counted, estimated = table_size(USERS)
+        stmt = stmt.add_columns(counted.label("counted"), estimated.label("estimated"))
     return _keyset_order(stmt, _KEYSET[sort][0], reverse, after)
 
 
