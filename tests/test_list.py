@@ -402,9 +402,7 @@ def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engi
 
 
 @pytest.mark.postgres
-def test_a_table_its_statistics_call_large_is_not_counted(
-    client: TestClient, db: Engine
-) -> None:
+def test_a_table_its_statistics_call_large_is_not_counted(client: TestClient, db: Engine) -> None:
     """Past UNCOUNTED_FROM rows by the statistics, the whole list counts nothing: its size
     is theirs until they are taken again (by autovacuum after a mass delete)."""
     bulk = UNCOUNTED_FROM + 2_000

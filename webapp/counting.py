@@ -99,7 +99,7 @@ async def count_table(session: AsyncSession, table: Table, *, exact: bool = Fals
     found = table_count(counted, estimate)
     if found is not None:
         return found
-    return Count(max(await planner_rows(session, rows), int(counted)), False)
+    return Count(max(await planner_rows(session, rows), counted or 0), False)
 
 
 async def planner_rows(session: AsyncSession, rows: Select[Any]) -> int:
