@@ -225,7 +225,7 @@ def test_trigram_indexes_serve_the_search_on_postgresql(fresh_url: str, fresh_db
             conn.execute(text("SELECT gin_clean_pending_list('ix_users_search_trgm')"))
             conn.execute(text("ANALYZE users"))
             # The console's own filter, as it sends it: the index is on that expression.
-            search = crud._filtered(select(User.id), UserListQuery(q="ovela"))
+            search = crud._filtered(select(User.id), UserListQuery(q="ovela"), True)
             sql = search.compile(dialect=fresh_db.dialect, compile_kwargs={"literal_binds": True})
             plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {sql}")))
         assert "Bitmap Index Scan on ix_users_search_trgm" in plan, plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -235,7 +236,8 @@ async def test_a_search_is_planned_for_its_words_every_time(
     """A search's best plan depends on its words, so psycopg never prepares its statements
     (a generic plan made for selective words read the whole trigram index for a one-letter
     search: 0.6 s at a million users). The list's own statement is still prepared, its plan
-    reused (``test_the_list_is_planned_once_not_on_every_page``)."""
+    reused (``test_the_list_is_planned_once_not_on_every_page``), and so is a walk's, whose
+    plan is the same whatever its words (``test_a_walk_keeps_its_plan_whatever_its_words``)."""
     settings = make_settings(database_url, pool_size=1, max_overflow=0)
     engine = make_engine(settings)
     queries = [
@@ -257,6 +259,74 @@ async def test_a_search_is_planned_for_its_words_every_time(
             ).all()
     finally:
         await engine.dispose()
-    assert not [statement for statement in prepared if " LIKE " in statement], prepared
+    searches = [statement for statement in prepared if " LIKE " in statement]
+    assert all(_is_walk(statement) for statement in searches), prepared
     if not settings.pgbouncer:
         assert [statement for statement in prepared if "ORDER BY users.last_name" in statement]
+        assert searches  # the walk for "x.example"
+
+
+def _is_walk(statement: str) -> bool:
+    """Whether a search's statement is a walk (``crud._walked_page``): the sort's index read
+    from the cursor, as far as the reach, in a subquery named ``head``."""
+    return ") AS head" in statement and "WITH matches" not in statement
+
+
+async def test_a_walk_keeps_its_plan_whatever_its_words(
+    database_url: str, db: Engine, many_users: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A walk is prepared and its generic plan reused (the planning was a third of what a
+    walk cost the server): that plan walks the sort's index as far as the reach and filters,
+    whatever the words, even those that find nobody or nearly everyone."""
+    monkeypatch.setattr(crud, "WALK_REACH", 2000)  # as in the broad search's test above
+    settings = make_settings(database_url, pool_size=1, max_overflow=0)
+    engine = make_engine(settings)
+    statements = Statements(engine)
+    try:
+        async with AsyncSession(engine) as session:
+            # psycopg prepares a statement at its sixth run; PostgreSQL plans the first five
+            # runs of a prepared statement for their values, then weighs the generic plan.
+            for _ in range(16):
+                walked = await crud.list_users(session, UserListQuery(q="x.example"), 50)
+            assert len(walked.page.items) == 50
+            walk, params = statements.seen[-1]
+            if not settings.pgbouncer:
+                generic, custom = (
+                    await session.execute(
+                        text(
+                            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                            " WHERE statement LIKE '%) AS head%'"
+                        )
+                    )
+                ).one()
+                assert generic >= 3 and custom <= 5, (generic, custom)
+    finally:
+        await engine.dispose()
+    assert _is_walk(walk), walk
+    # The generic plan, for words it was never run with. (psycopg's %(name)s placeholders
+    # as PostgreSQL's $n, for PREPARE.)
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    server_side = re.sub(r"%\((\w+)\)s", placeholder, walk)
+    raw = db.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            cursor.execute(f"PREPARE walk AS {server_side}")
+            for word in ("%x.example%", "%nobody-at-all%", "%f%"):
+                values = ", ".join(
+                    "'" + str(word if name == "t0" else params[name]).replace("'", "''") + "'"
+                    for name in names
+                )
+                cursor.execute(f"EXPLAIN EXECUTE walk({values})")
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                assert "Index Scan using ix_users_name" in plan, (word, plan)
+                assert "Bitmap" not in plan and "Sort" not in plan, (word, plan)
+                assert "rows=2000 " in plan, (word, plan)  # as far as the reach
+    finally:
+        raw.close()
