@@ -330,3 +330,47 @@ async def test_a_walk_keeps_its_plan_whatever_its_words(
                 assert "rows=2000 " in plan, (word, plan)  # as far as the reach
     finally:
         raw.close()
+
+
+async def test_a_person_is_found_by_the_rarest_trigram_of_each_word(
+    database_url: str, db: Engine, many_users: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search of two words asks the index for each word's rarest trigram (in a sample of
+    the table), not for all of them, and checks the whole words on the rows it finds: the
+    same users as a search by every trigram, in the same order."""
+    ada = insert_user(db, first_name="Adaline", last_name="Lovelacey")
+    with db.begin() as conn:
+        conn.execute(text("ANALYZE users"))
+    searches = ("adaline lovelacey", "f50 x.example", "f1 u2", "lovelacey nobody", "f50 lfe")
+    engine = make_engine(make_settings(database_url))
+    statements = Statements(engine)
+    found: dict[str, list[int]] = {}
+    try:
+        async with AsyncSession(engine) as session:
+            for q in searches:
+                listed = await crud.list_users(session, UserListQuery(q=q), 50)
+                found[q] = [row.id for row in listed.page.items]
+            person_sql, person_params = next(
+                (s, p) for s, p in statements.seen if p and p.get("t0") == "%adaline%"
+            )
+            monkeypatch.setattr(search_estimate, "index_trigrams", lambda words, counts: ())
+            search_estimate.forget(engine.sync_engine)
+            for q in searches:
+                listed = await crud.list_users(session, UserListQuery(q=q), 50)
+                assert [row.id for row in listed.page.items] == found[q], q
+    finally:
+        await engine.dispose()
+    assert found["adaline lovelacey"] == [ada]
+    assert found["f50 x.example"] and found["f1 u2"] and not found["lovelacey nobody"]
+    grams = sorted(v for k, v in person_params.items() if k.startswith("g"))
+    assert len(grams) == 2 and all(len(g) == 5 for g in grams), person_params  # '%xyz%'
+    raw = db.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {person_sql}", person_params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.close()
+    index_cond = next(line for line in plan.splitlines() if "Index Cond" in line)
+    assert all(f"'{g}'" in index_cond for g in grams), plan
+    assert "adaline" not in index_cond and "%lovelacey%" in plan, plan  # checked on the rows

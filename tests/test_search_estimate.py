@@ -111,3 +111,68 @@ async def test_no_statistics_no_guess(
     monkeypatch.setattr(search_estimate, "SEARCH_INDEX", "no_such_index")
     search_estimate.forget(connection.sync_engine)
     assert await search_estimate.guess(connection, ("corp.example",)) is None
+
+
+def test_a_search_of_two_words_is_looked_up_by_their_rarest_trigrams() -> None:
+    """Each word's rarest trigram in the sample (one never seen is the rarest); one word, or
+    a word with no trigram to count, is looked up by all of them, as PostgreSQL would."""
+    assert search_estimate.trigrams_of("gakaski") == ["gak", "aka", "kas", "ask", "ski"]
+    # pg_trgm's words are runs of letters and digits: "." and "_" part them.
+    assert search_estimate.trigrams_of("corp.ex_ample") == ["cor", "orp", "amp", "mpl", "ple"]
+    assert search_estimate.trigrams_of("ab") == []
+    assert search_estimate.trigrams_of("jürgen") is None  # kept as hashes in the index
+    counts = {
+        "": 2000,
+        "sam": 18,
+        "ami": 81,
+        "gak": 19,
+        "aka": 86,
+        "kas": 42,
+        "ask": 61,
+        "ski": 138,
+    }
+    assert search_estimate.index_trigrams(["sami", "gakaski"], counts) == ("sam", "gak")
+    # "ask" was in no sampled row: rarer than any that was.
+    assert search_estimate.index_trigrams(["gakaski", "sami"], counts | {"ask": 0}) == (
+        "ask",
+        "sam",
+    )
+    assert search_estimate.index_trigrams(["gakaski"], counts) == ()
+    assert search_estimate.index_trigrams(["sami", "ab"], counts) == ()
+    assert search_estimate.index_trigrams(["sami", "jürgen"], counts) == ()
+    # Nothing left out: the words' own trigrams, all of them.
+    assert search_estimate.index_trigrams(["sam", "gak"], counts) == ()
+
+
+async def test_trigrams_are_counted_in_a_sample_of_the_table(
+    db: Engine, connection: AsyncConnection
+) -> None:
+    """Read with the statistics: about TRIGRAM_SAMPLE_ROWS rows, each trigram counted once
+    a row; a trigram every user has is counted in every sampled row, a rare one seldom."""
+    _seed(db, ROWS, corp="012")
+    search_estimate.forget(connection.sync_engine)
+    guess = await search_estimate.guess(connection, ("rarely", "u1"))
+    assert guess is not None
+    grams = search_estimate._samples[connection.sync_engine].grams
+    assert grams is not None
+    sampled = grams[""]
+    assert (
+        0.3 * search_estimate.TRIGRAM_SAMPLE_ROWS
+        < sampled
+        < 3 * search_estimate.TRIGRAM_SAMPLE_ROWS
+    )
+    assert grams["exa"] == sampled  # every email ends in .example
+    assert grams.get("rar", 0) < sampled / 50  # one user in 256 is a Rarely
+    # "u1" has no trigram of its own: the index is read by every trigram.
+    assert guess.trigrams == ()
+    person = await search_estimate.guess(connection, ("rarely", "corp.example"))
+    assert person is not None and set(person.trigrams) <= {"rar", "are", "rel", "ely"} | {
+        "cor",
+        "orp",
+        "exa",
+        "xam",
+        "amp",
+        "mpl",
+        "ple",
+    }
+    assert len(person.trigrams) == 2 and "exa" not in person.trigrams

@@ -85,6 +85,9 @@ class _Shape(NamedTuple):
     active: str
     admin: str
     postgres: bool  # how its LIKE patterns escape (see LIKE_ESCAPE)
+    # Trigrams the index finds the words by (``g0``, ...: see search_estimate.index_trigrams),
+    # the whole words then checked on the rows it finds; 0: the words themselves.
+    grams: int = 0
 
     @classmethod
     def of(cls, query: UserListQuery, postgres: bool) -> _Shape:
@@ -98,8 +101,14 @@ def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
     # search is looked up in one scan of one index.
     searched = search_text()
     escape = None if shape.postgres else LIKE_ESCAPE
+    checked = searched
+    if shape.grams:
+        for i in range(shape.grams):
+            conditions.append(searched.like(bindparam(f"g{i}", type_=String())))
+        # Not the index's expression: the index is not asked for the whole words.
+        checked = searched.op("||")(literal_column("''", String()))
     for i in range(shape.terms):
-        conditions.append(searched.like(bindparam(f"t{i}", type_=String()), escape=escape))
+        conditions.append(checked.like(bindparam(f"t{i}", type_=String()), escape=escape))
     if shape.active:
         conditions.append(User.is_active.is_(shape.active == "yes"))
     if shape.admin:
@@ -471,6 +480,10 @@ async def _keyset_page(
     # cursor, as far as the reach, then the filter), so it is prepared and its plan reused,
     # as the list's own is: planning it was a third of what a walk cost the server.
     planned_each_time = words and not walks
+    if search and not walks and guess is not None and guess.trigrams:
+        # Its matches are read through the trigram index: by their rarest trigrams.
+        shape = shape._replace(grams=len(guess.trigrams))
+        params.update((f"g{i}", f"%{gram}%") for i, gram in enumerate(guess.trigrams))
     ask_planner = postgres and guess is None
     first_read = FIRST_READ_UP_TO if ask_planner else MATCHES_FIRST_UP_TO
     if walks:
