@@ -373,19 +373,25 @@ def test_a_walk_that_finds_no_page_reads_and_sorts_the_matches_after_all(
     assert len(_rows(first.text)) == len(_rows(reversed_.text)) == 50
 
 
-@pytest.mark.postgres
-def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engine) -> None:
-    """The whole list of a large table: the planner's figure (no count at all), labelled."""
+def _add_bulk_users(db: Engine, rows: int) -> None:
+    """``rows`` users, bulk1@x.example on (PostgreSQL: generate_series), then ANALYZE."""
     with db.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO users (first_name, last_name, email, email_key, password_hash,"
                 " created_at, updated_at, version)"
                 " SELECT 'Bulk', 'User', 'bulk' || n || '@x.example', 'bulk' || n || '@x.example',"
-                " 'x', now(), now(), 1 FROM generate_series(1, 12000) AS n"
-            )
+                " 'x', now(), now(), 1 FROM generate_series(1, :rows) AS n"
+            ),
+            {"rows": rows},
         )
         conn.execute(text("ANALYZE users"))
+
+
+@pytest.mark.postgres
+def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engine) -> None:
+    """The whole list of a large table: the planner's figure (no count at all), labelled."""
+    _add_bulk_users(db, 12_000)
     page = client.get("/users")
     estimate = re.search(r"About ([\d,]+) users", page.text)
     assert estimate is not None, page.text
@@ -405,18 +411,8 @@ def test_a_large_table_is_sized_from_its_statistics(client: TestClient, db: Engi
 def test_a_table_its_statistics_call_large_is_not_counted(client: TestClient, db: Engine) -> None:
     """Past UNCOUNTED_FROM rows by the statistics, the whole list counts nothing: its size
     is theirs until they are taken again (by autovacuum after a mass delete)."""
-    bulk = UNCOUNTED_FROM + 2_000
+    _add_bulk_users(db, UNCOUNTED_FROM + 2_000)
     with db.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO users (first_name, last_name, email, email_key, password_hash,"
-                " created_at, updated_at, version)"
-                " SELECT 'Bulk', 'User', 'bulk' || n || '@x.example', 'bulk' || n || '@x.example',"
-                " 'x', now(), now(), 1 FROM generate_series(1, :bulk) AS n"
-            ),
-            {"bulk": bulk},
-        )
-        conn.execute(text("ANALYZE users"))
         conn.execute(text("DELETE FROM users WHERE email_key LIKE 'bulk%'"))
     # Not counted: a bounded count would have found the one admin left.
     page = client.get("/users")

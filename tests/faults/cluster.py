@@ -122,13 +122,15 @@ class PgCluster:
             engine.dispose()
 
     def terminate(self, backends: list[int]) -> int:
-        """``pg_terminate_backend`` on each; how many were there to kill."""
+        """``pg_terminate_backend`` on each, waiting (up to 5 s) until it has gone; how many
+        were there to kill. Not waiting, a request sent at once could still find the
+        connection open and take it (the backend had been told to go, not gone yet)."""
         engine = self.engine()
         try:
             with engine.connect() as conn:
                 killed = conn.execute(
                     text(
-                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
                         "FROM unnest(CAST(:pids AS int[])) AS pid"
                     ),
                     {"pids": backends},
