@@ -107,8 +107,8 @@ class AuditQuery:
             page = 1
         action = params.get("action", "")
         return cls(
-            actor=params.get("actor", "").strip()[:254],
-            target=params.get("target", "").strip()[:254],
+            actor=_who_given(params.get("actor", "")),
+            target=_who_given(params.get("target", "")),
             action=action if action in ACTIONS else "",
             page=page,
         )
@@ -122,6 +122,12 @@ class AuditQuery:
             "page": str(query.page) if query.page != 1 else "",
         }
         return {k: v for k, v in out.items() if v}
+
+
+def _who_given(value: str) -> str:
+    """A filter's user as typed, without NUL characters (no text column can hold one, and
+    PostgreSQL refuses them even to compare)."""
+    return value.replace("\x00", "").strip()[:254]
 
 
 def _who(
