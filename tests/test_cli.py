@@ -141,7 +141,8 @@ def test_serve_refuses_a_pool_budget_the_server_cannot_honour(
     refused = run_webapp("serve", "--workers", "2", "--port", "1", cwd=tmp_path, env=too_many)
     assert refused.returncode == 2
     [line] = refused.stderr.strip().splitlines()[-1:]
-    assert f"= {2 * max_connections} may be opened" in line and "PgBouncer" in line
+    # Each worker's pool and its health probe's connection (webapp.server_stats.Probe).
+    assert f"= {2 * (max_connections + 1)} may be opened" in line and "PgBouncer" in line
     assert "Traceback" not in refused.stderr
 
 

@@ -16,13 +16,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import LiveServer, _free_port, sync_url
-from tests.factories import engine_for_tests, make_settings, run_webapp
+from tests.factories import engine_for_tests, make_settings, run_webapp, signed_in_http
 from tests.pool_helpers import Holder, pool_figures, skip_sign_in, started, wait_for
 from webapp.main import create_app
+from webapp.server_stats import Probe
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/test"
 
@@ -51,6 +53,98 @@ def test_ready_when_the_database_answers(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok" and response.json()["round_trip_ms"] >= 0
+
+
+def _watched(engine: AsyncEngine) -> dict[str, int]:
+    """What ``engine`` does from now on: connections opened, the most checked out at once,
+    and look-ups sent (their ``SELECT 1``)."""
+    seen = {"connects": 0, "out": 0, "most_out": 0, "look_ups": 0}
+
+    def connected(*_: object) -> None:
+        seen["connects"] += 1
+
+    def checked_out(*_: object) -> None:
+        seen["out"] += 1
+        seen["most_out"] = max(seen["most_out"], seen["out"])
+
+    def checked_in(*_: object) -> None:
+        seen["out"] -= 1
+
+    def sent(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen["look_ups"] += statement.strip() == "SELECT 1"
+
+    sync = engine.sync_engine
+    event.listen(sync, "connect", connected)
+    event.listen(sync, "checkout", checked_out)
+    event.listen(sync, "checkin", checked_in)
+    event.listen(sync, "before_cursor_execute", sent)
+    return seen
+
+
+async def test_a_burst_of_probes_opens_no_connections_of_its_own(
+    database_url: str, admin_id: int
+) -> None:
+    """Readiness checks are public and health pages poll: fifty at once take turns on the
+    worker's one probe connection (counted in the arithmetic), never one each, which a
+    flood of /readyz could otherwise use to exhaust the server's connections."""
+    app = create_app(make_settings(database_url))
+    with LiveServer(app) as server:
+        probe: Probe = app.state.probe
+        seen = _watched(probe.engine)
+        http = await signed_in_http(server.url)
+        try:
+            answers = await asyncio.gather(
+                *(http.get("/readyz") for _ in range(40)),
+                *(http.get("/health/pool.json") for _ in range(10)),
+            )
+        finally:
+            await http.aclose()
+        figures = answers[-1].json()
+    assert {r.status_code for r in answers} == {200}
+    assert seen["most_out"] == 1 and seen["connects"] <= 1  # opened at start-up, or now
+    assert figures["server"]["reachable"] is True
+    assert figures["pool"]["in_use"] == 0  # nor do they take pooled ones
+
+
+async def test_callers_share_the_look_up_under_way(database_url: str) -> None:
+    probe = Probe(make_settings(database_url))
+    seen = _watched(probe.engine)
+    try:
+        answers = await asyncio.gather(*(probe.stats(detail=False) for _ in range(20)))
+        # A caller that goes away does not take the answer from the others.
+        gone, waiting = probe.stats(), probe.stats()
+        gone_task, waiting_task = asyncio.ensure_future(gone), asyncio.ensure_future(waiting)
+        await asyncio.sleep(0)
+        gone_task.cancel()
+        detailed = await waiting_task
+        later = await probe.stats(detail=False)
+    finally:
+        await probe.dispose()
+    assert all(a.reachable for a in answers) and len({id(a) for a in answers}) == 1
+    assert detailed.reachable and later.reachable and later is not answers[0]
+    assert seen["look_ups"] == 3  # the twenty's, the two detailed ones', the last one's
+    assert seen["connects"] == 1
+
+
+@pytest.mark.direct_postgres
+async def test_the_probe_connection_is_replaced_when_the_server_closes_it(
+    database_url: str,
+) -> None:
+    probe = Probe(make_settings(database_url))
+    seen = _watched(probe.engine)
+    try:
+        assert (await probe.stats(detail=False)).reachable
+        async with probe.engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        outsider = engine_for_tests(sync_url(database_url), poolclass=NullPool)
+        with outsider.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        outsider.dispose()
+        after = await probe.stats(detail=False)
+    finally:
+        await probe.dispose()
+    assert after.reachable, after.error
+    assert seen["connects"] == 2
 
 
 class TcpProxy:

@@ -58,13 +58,13 @@ async def _connection_budget(settings: Settings) -> str | None:
     Behind PgBouncer the server's limit is PgBouncer's business; with the database down the
     console starts anyway (and says so on /readyz) rather than refuse to come up.
     """
-    from webapp.server_stats import make_probe_engine, server_stats
+    from webapp.server_stats import Probe
 
     if settings.is_sqlite or settings.pgbouncer:
         return None
-    probe = make_probe_engine(settings)
+    probe = Probe(settings)
     try:
-        stats = await server_stats(probe, settings)
+        stats = await probe.stats()
     finally:
         await probe.dispose()
     room = stats.headroom
@@ -72,8 +72,9 @@ async def _connection_budget(settings: Settings) -> str | None:
         return None
     return (
         f"{room.hosts} host(s) x {room.workers} worker(s) x {room.per_worker} connections "
-        f"(WEBAPP_POOL_SIZE + WEBAPP_MAX_OVERFLOW) = {room.planned} may be opened, but the "
-        f"server allows {room.available} (max_connections {room.max_connections} - "
+        f"(WEBAPP_POOL_SIZE + WEBAPP_MAX_OVERFLOW + 1 for the health probe) = {room.planned} "
+        f"may be opened, but the server allows {room.available} "
+        f"(max_connections {room.max_connections} - "
         f"{room.superuser_reserved} for superusers - WEBAPP_CONNECTION_RESERVE "
         f"{room.reserve}); lower the pool settings or use PgBouncer"
     )

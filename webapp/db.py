@@ -65,7 +65,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
-        # PostgreSQL's connections are checked without a round trip (_check_socket).
+        # PostgreSQL's connections are checked without a round trip (check_socket).
         pool_pre_ping=settings.pool_pre_ping and settings.is_sqlite,
         connect_args=connect_args,
         **at_rest,
@@ -74,11 +74,11 @@ def make_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     elif settings.pool_pre_ping:
-        event.listen(engine.sync_engine, "checkout", _check_socket)
+        event.listen(engine.sync_engine, "checkout", check_socket)
     return engine
 
 
-def _check_socket(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+def check_socket(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Pre-ping without the round trip: a pooled PostgreSQL connection sits idle with nothing
     left to read, so a readable socket means the server has gone (it closed the connection,
     or sent its last words before shutting down). The pool then opens another in its place.

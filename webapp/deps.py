@@ -22,6 +22,7 @@ from webapp.listing import UserListQuery
 from webapp.models import User
 from webapp.problems import ApiProblem, is_api_request
 from webapp.security import PasswordHasher
+from webapp.server_stats import Probe
 
 
 async def _settings(request: Request) -> Settings:
@@ -174,14 +175,15 @@ DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.T
 async def admin_for_health(request: Request) -> None:
     """Like ``current_admin``, but for the pages that watch the pool, so never from the pool.
 
-    The check runs on the probe engine's own short-lived connection: a saturated pool does not
-    make the health page wait, and the page does not count itself as a connection in use.
+    The check runs on the worker's probe connection (``webapp.server_stats.Probe``): a
+    saturated pool does not make the health page wait, and the page does not count itself
+    as a connection in use.
     When the database cannot answer at all, the session cookie, signed and time-limited,
     still vouches for an admin who signed in.
     """
-    probe: AsyncEngine = request.app.state.probe_engine
+    probe: Probe = request.app.state.probe
     try:
-        async with AsyncSession(probe, expire_on_commit=False) as session:
+        async with AsyncSession(probe.engine, expire_on_commit=False) as session:
             await require_admin(request, session)
     except DATABASE_UNAVAILABLE:
         if auth.signed_in_user_id(request) is None:

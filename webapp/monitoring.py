@@ -1,4 +1,4 @@
-"""Start and stop the pool's watchers with the app: monitor, metrics, probe engine."""
+"""Start and stop the pool's watchers with the app: monitor, metrics, probe connection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.datastructures import State
 from webapp.config import Settings
 from webapp.metrics import PoolMetrics
 from webapp.pool_monitor import PoolMonitor
-from webapp.server_stats import make_probe_engine, warn_if_over_limit
+from webapp.server_stats import Probe, warn_if_over_limit
 
 
 async def start_monitoring(
@@ -26,9 +26,9 @@ async def start_monitoring(
         leak_threshold=settings.leak_threshold,
         metrics=metrics,
     )
-    probe = make_probe_engine(settings)
-    state.pool_monitor, state.pool_metrics, state.probe_engine = monitor, metrics, probe
-    await warn_if_over_limit(probe, settings)
+    probe = Probe(settings)
+    state.pool_monitor, state.pool_metrics, state.probe = monitor, metrics, probe
+    await warn_if_over_limit(probe)
     task = asyncio.create_task(monitor.run(), name="pool-monitor")
 
     async def stop() -> None:

@@ -1,28 +1,34 @@
 """The database server's side: round trip, who is connected, and room for our connections.
 
-These look-ups use a connection of their own, outside the pool, opened for the look-up and
-closed after it: the health page and ``/readyz`` must answer most of all when every pooled
-connection is taken.
+These look-ups, and the health page's sign-in check, use the worker's probe connection: one
+of its own, outside the pool, kept open (``make_probe_engine``). The health page and
+``/readyz`` must answer most of all when every pooled connection is taken, and a burst of
+them must not open connections of its own: they take turns on the one, and requests that
+come while a look-up is under way wait for its answer (``Probe``). It counts in the
+connection arithmetic (``PROBE_CONNECTIONS``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from webapp.config import Settings
+from webapp.db import check_socket
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 2  # libpq's connect_timeout counts in whole seconds, 2 at least
+# The probe's connections per worker, on top of its pool's: in every sum of what may be open.
+PROBE_CONNECTIONS = 1
 ACTIVITY_ROWS = 50
 
 _ACTIVITY = text(
@@ -47,18 +53,62 @@ _LIMITS = text(
 
 
 def make_probe_engine(settings: Settings) -> AsyncEngine:
-    """An engine without a pool: each look-up opens one connection and closes it."""
+    """The worker's probe connection: a pool of PROBE_CONNECTIONS, opened at the first
+    look-up and kept. A request waits up to PROBE_TIMEOUT_SECONDS for it (then the database
+    counts as unavailable); on PostgreSQL it is checked before each use as the pool's are
+    (``webapp.db.check_socket``) and replaced if the server closed it."""
     connect_args: dict[str, Any] = {}
+    at_rest: dict[str, Any] = {}
     if settings.is_sqlite:
         connect_args["timeout"] = PROBE_TIMEOUT_SECONDS
     else:
+        at_rest["isolation_level"] = "AUTOCOMMIT"  # it only reads: no transaction to end
         connect_args["application_name"] = f"webapp:{os.getpid()}"
         connect_args["connect_timeout"] = PROBE_TIMEOUT_SECONDS
         if settings.pgbouncer:
             connect_args["prepare_threshold"] = None
         else:
             connect_args["options"] = f"-c statement_timeout={PROBE_TIMEOUT_SECONDS * 1000}"
-    return create_async_engine(settings.database_url, poolclass=NullPool, connect_args=connect_args)
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=PROBE_CONNECTIONS,
+        max_overflow=0,
+        pool_timeout=PROBE_TIMEOUT_SECONDS,
+        pool_pre_ping=settings.is_sqlite,
+        connect_args=connect_args,
+        **at_rest,
+    )
+    if not settings.is_sqlite:
+        event.listen(engine.sync_engine, "checkout", check_socket)
+    return engine
+
+
+class Probe:
+    """The probe engine, and the server look-ups under way on it: callers that come while
+    one is under way share its answer, so a thousand ``/readyz`` at once make one round
+    trip at a time, not a thousand connections."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_probe_engine(settings)
+        self._under_way: dict[bool, asyncio.Future[ServerStats]] = {}
+
+    async def stats(self, *, detail: bool = True) -> ServerStats:
+        look_up = self._under_way.get(detail)
+        if look_up is None:
+            look_up = asyncio.ensure_future(server_stats(self.engine, self.settings, detail=detail))
+            self._under_way[detail] = look_up
+            look_up.add_done_callback(self._done)
+        # Shielded: a caller that goes away does not cancel the others' answer.
+        return await asyncio.shield(look_up)
+
+    def _done(self, look_up: asyncio.Future[ServerStats]) -> None:
+        for detail, under_way in list(self._under_way.items()):
+            if under_way is look_up:
+                del self._under_way[detail]
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +167,7 @@ def headroom(settings: Settings, max_connections: int, superuser_reserved: int) 
     return Headroom(
         workers=settings.workers,
         hosts=settings.hosts,
-        per_worker=settings.pool_size + settings.max_overflow,
+        per_worker=settings.pool_size + settings.max_overflow + PROBE_CONNECTIONS,
         max_connections=max_connections,
         superuser_reserved=superuser_reserved,
         reserve=settings.connection_reserve,
@@ -142,7 +192,8 @@ async def server_stats(
             if not detail or probe.dialect.name != "postgresql":
                 return ServerStats(reachable=True, round_trip_ms=rtt)
             return await _postgres_stats(conn, settings, rtt)
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as exc:
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError) as exc:
+        # TimeoutError: the probe connection stayed taken for PROBE_TIMEOUT_SECONDS.
         return ServerStats(reachable=False, error=error_kind(exc))
 
 
@@ -174,16 +225,16 @@ async def _postgres_stats(conn: AsyncConnection, settings: Settings, rtt: float)
     )
 
 
-async def warn_if_over_limit(probe: AsyncEngine, settings: Settings) -> None:
+async def warn_if_over_limit(probe: Probe) -> None:
     """At start-up, once: say so in the log if every worker at full load could be refused."""
-    if settings.is_sqlite:
+    if probe.settings.is_sqlite:
         return
-    stats = await server_stats(probe, settings)
+    stats = await probe.stats()
     room = stats.headroom
     if room is not None and room.exceeds:
         log.warning(
             "at full load the console may open %d connections (%d host(s) x %d worker(s) x "
-            "(pool size + overflow = %d)) but the database allows %d (max_connections %d, "
+            "(pool size + overflow + probe = %d)) but the database allows %d (max_connections %d, "
             "minus %d reserved for superusers and %d kept for other clients): some would be "
             "refused. Lower WEBAPP_POOL_SIZE / WEBAPP_MAX_OVERFLOW or put PgBouncer in between.",
             room.planned,

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from webapp import health_view
 from webapp.pool_monitor import PoolMonitor, PoolSnapshot
-from webapp.server_stats import ServerStats, server_stats
+from webapp.server_stats import Probe, ServerStats
 from webapp.templating import render
 
 router = APIRouter()
@@ -27,7 +27,8 @@ async def _figures(request: Request) -> tuple[PoolSnapshot, ServerStats]:
     monitor: PoolMonitor = state.pool_monitor
     # The pool first: the server look-up takes a moment, and the pool is what is polled for.
     pool = monitor.snapshot()
-    return pool, await server_stats(state.probe_engine, state.settings)
+    probe: Probe = state.probe
+    return pool, await probe.stats()
 
 
 @router.get("/health", name="health")

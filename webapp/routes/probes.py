@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from webapp.deps import SettingsDep
 from webapp.metrics import CONTENT_TYPE, PoolMetrics
 from webapp.pool_monitor import PoolMonitor
-from webapp.server_stats import server_stats
+from webapp.server_stats import Probe
 
 router = APIRouter()
 
@@ -27,9 +27,10 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz", name="readyz")
-async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
-    """Ready: one round trip to the database, on a connection of its own, within ~2 s."""
-    stats = await server_stats(request.app.state.probe_engine, settings, detail=False)
+async def readyz(request: Request) -> JSONResponse:
+    """Ready: one round trip to the database, on the probe connection, within ~2 s."""
+    probe: Probe = request.app.state.probe
+    stats = await probe.stats(detail=False)
     if not stats.reachable:
         return JSONResponse(
             {"status": "unavailable", "database": stats.error},
