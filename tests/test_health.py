@@ -13,7 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
 from tests.conftest import LiveServer
-from tests.factories import HTMX, make_settings, signed_in_http, template_name
+from tests.factories import (
+    HTMX,
+    make_settings,
+    signed_in_http,
+    template_name,
+    through_pgbouncer,
+)
 from tests.pool_helpers import Holder, pool_figures, skip_sign_in
 from webapp.main import create_app
 
@@ -70,6 +76,8 @@ def test_health_page_shows_the_pool_and_round_trip(
     assert rtt is not None and 0 <= rtt < 5000
     assert "did not answer" not in html
     assert make_url(database_url).render_as_string(hide_password=True) in html
+    # Found out at start-up (webapp.pooler): CI runs this through PgBouncer too.
+    assert ("through PgBouncer" in html) is through_pgbouncer()
     # The chart: drawn on the server, SVG attributes and classes only (a strict CSP).
     assert re.search(r'<polyline class="series series-in-use" points="[\d., ]+"', html)
     assert "style=" not in html and "<script>" not in html

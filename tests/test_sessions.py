@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.factories import fetch_user, insert_user, make_settings, user_form, with_csrf
 from tests.pool_helpers import starve_the_pool
+from webapp import pooler
 from webapp.db import WRITE_ISOLATION, make_engine, make_read_sessionmaker, make_sessionmaker
 from webapp.deps import SessionDep
 from webapp.models import User
@@ -253,13 +254,18 @@ async def test_through_pgbouncer_prepared_statements_must_be_off(database_url: s
 
     broken = make_engine(make_settings(database_url, pgbouncer=False, statement_timeout=0))
     fixed = make_engine(make_settings(database_url, pgbouncer=True))
+    # Left unset, the setting is found out at start-up (webapp.pooler), statement_timeout
+    # and all (its start-up option, which PgBouncer refuses, is then not sent).
+    found = make_engine(await pooler.resolve(make_settings(database_url, pgbouncer=None)))
     try:
         with pytest.raises(DBAPIError, match="prepared statement"):
             await scenario(broken)
         await scenario(fixed)
+        await scenario(found)
     finally:
         await broken.dispose()
         await fixed.dispose()
+        await found.dispose()
 
 
 def test_a_bug_reported_as_operational_error_is_a_500_not_a_503(app: FastAPI) -> None:

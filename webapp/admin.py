@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webapp import crud
+from webapp import crud, pooler
 from webapp.audit import Actor
 from webapp.config import Settings
 from webapp.db import make_engine, make_sessionmaker
@@ -35,7 +35,7 @@ async def create_admin(
         password_hash = await hasher.hash(data.password)
     finally:
         hasher.close()
-    engine = make_engine(settings)
+    engine = make_engine(await pooler.resolve(settings))
     try:
         async with make_sessionmaker(engine)() as session:
             try:

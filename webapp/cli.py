@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from webapp import pooler
 from webapp.config import Settings, SettingsError, load_settings
 
 
@@ -21,12 +22,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print("webapp: --reload and --workers cannot be combined", file=sys.stderr)
         return 2
     settings.session_secret()  # make the development key now, before workers race for it
+    settings = asyncio.run(pooler.resolve(settings))
     refusal = asyncio.run(_connection_budget(settings.model_copy(update={"workers": args.workers})))
     if refusal and not args.allow_overcommit:
         print(f"webapp: {refusal} (--allow-overcommit starts anyway)", file=sys.stderr)
         return 2
-    # Workers read their settings from the environment: the headroom check needs the count.
+    # Workers read their settings from the environment: the headroom check needs the count,
+    # and what was found out about PgBouncer need not be found out again by each.
     os.environ["WEBAPP_WORKERS"] = str(args.workers)
+    os.environ["WEBAPP_PGBOUNCER"] = str(settings.pgbouncer).lower()
     metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Set before any worker starts (and imports prometheus_client): each writes its

@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     connection_reserve: int = Field(default=5, ge=0, le=10000)
     metrics_token: SecretStr | None = None
     # Behind PgBouncer in transaction mode a server connection changes between transactions,
-    # so psycopg's server-side prepared statements must be off.
-    pgbouncer: bool = False
+    # so psycopg's server-side prepared statements must be off. None: found out at start-up
+    # (webapp.pooler.resolve), which every user of the settings below the app's lifespan
+    # and the commands' start sees as True or False.
+    pgbouncer: bool | None = None
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     hash_concurrency: int = Field(default=2, ge=1, le=64)
     secret_key: SecretStr | None = None

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from webapp import pooler
 from webapp.config import Settings, get_settings
 from webapp.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from webapp.deps import admin_for_health, csrf_protect
@@ -26,7 +27,7 @@ SESSION_COOKIE = "webapp_session"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    settings = app.state.settings = await pooler.resolve(app.state.settings)
     engine = make_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)

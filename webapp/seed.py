@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from webapp import pooler
 from webapp.config import Settings
 from webapp.db import make_engine
 from webapp.models import User, email_key
@@ -160,6 +161,7 @@ async def seed(
     then search the same names."""
     context = CryptContext(schemes=["bcrypt"], bcrypt__rounds=settings.bcrypt_rounds)
     password_hash = context.hash(secrets.token_urlsafe(24))
+    settings = await pooler.resolve(settings)
     engine = make_engine(settings)
     size = batch_size or (BATCH if settings.is_sqlite else COPY_BATCH)
     try:

@@ -41,6 +41,7 @@ async def health(request: Request) -> Response:
         "alerts": health_view.alerts(pool, server),
         "chart": health_view.chart(pool),
         "database_url": engine.url.render_as_string(hide_password=True),
+        "through_pgbouncer": request.app.state.settings.pgbouncer,
         "dialect": engine.dialect.name,
         "poll_seconds": POLL_SECONDS,
         "pid": os.getpid(),
