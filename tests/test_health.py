@@ -91,8 +91,9 @@ def test_health_page_shows_the_pool_and_round_trip(
 def test_plain_language_alerts() -> None:
     """Warnings are sentences anyone can act on; no pool jargon."""
     from webapp.health_view import alerts
-    from webapp.pool_monitor import PoolSnapshot, Timings
+    from webapp.pool_monitor import PoolSnapshot
     from webapp.server_stats import Headroom, ServerStats
+    from webapp.timings import Timings
 
     none = Timings(0, 0, 0, 0, 0)
     busy = PoolSnapshot(

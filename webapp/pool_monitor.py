@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,13 +26,12 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProx
 from sqlalchemy.util.queue import QueueCommon
 
 from webapp.fair_queue import FairAsyncQueue
+from webapp.timings import Timings, Window
 
 log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 300.0  # percentiles and recent timeouts cover the last five minutes
 SAMPLE_SECONDS = 2.0  # one point of history every two seconds...
 HISTORY_POINTS = 150  # ...for the last five minutes
-MAX_TIMINGS = 20_000  # bounds memory however busy the window is
 
 # "GET /users/{user_id}": set by the session dependency, read when a connection is checked out.
 current_route: ContextVar[str | None] = ContextVar("current_route", default=None)
@@ -65,44 +63,6 @@ class MonitoredQueuePool(AsyncAdaptedQueuePool):
         assert isinstance(pool, MonitoredQueuePool)
         pool.monitor = self.monitor
         return pool
-
-
-@dataclass(frozen=True, slots=True)
-class Timings:
-    """Nearest-rank percentiles over the window, in milliseconds."""
-
-    count: int
-    p50: float
-    p95: float
-    p99: float
-    max: float
-
-
-class Window:
-    """(time, value) pairs younger than ``seconds``."""
-
-    def __init__(self, seconds: float = WINDOW_SECONDS) -> None:
-        self.seconds = seconds
-        self._items: deque[tuple[float, float]] = deque(maxlen=MAX_TIMINGS)
-
-    def add(self, value: float, now: float | None = None) -> None:
-        self._items.append((time.monotonic() if now is None else now, value))
-
-    def values(self, now: float | None = None) -> list[float]:
-        cutoff = (time.monotonic() if now is None else now) - self.seconds
-        while self._items and self._items[0][0] < cutoff:
-            self._items.popleft()
-        return [value for _, value in self._items]
-
-    def timings(self) -> Timings:
-        values = sorted(self.values())
-        if not values:
-            return Timings(0, 0.0, 0.0, 0.0, 0.0)
-
-        def rank(p: float) -> float:
-            return round(values[max(0, math.ceil(len(values) * p / 100) - 1)] * 1000, 2)
-
-        return Timings(len(values), rank(50), rank(95), rank(99), round(values[-1] * 1000, 2))
 
 
 @dataclass(slots=True)
@@ -340,7 +300,7 @@ class PoolMonitor:
             idle=gauges["idle"],
             overflow_in_use=gauges["overflow_in_use"],
             waiting=self.waiting,
-            timeouts_recent=len(self._timeouts.values()),
+            timeouts_recent=self._timeouts.count(),
             wait=self._wait.timings(),
             hold=self._hold.timings(),
             leak_threshold_seconds=self.leak_threshold,
