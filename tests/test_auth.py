@@ -261,6 +261,21 @@ def test_sign_in_upgrades_a_weaker_hash(database_url: str, db: Engine, admin_id:
         assert client.get("/users").status_code == 200  # this session survives the rehash
 
 
+def test_sign_in_keeps_a_stronger_hash(database_url: str, db: Engine, admin_id: int) -> None:
+    """Fewer rounds set than a hash was made with: the hash stays as it is (a lower setting
+    must not weaken the stored hashes), and signing in still works."""
+    app = create_app(make_settings(database_url, bcrypt_rounds=5))
+    with TestClient(app, follow_redirects=False) as client:
+        sign_in(client, ADMIN_EMAIL)
+    stronger = fetch_user(db, admin_id).password_hash
+    assert stronger.startswith("$2b$05$")
+    app = create_app(make_settings(database_url, bcrypt_rounds=4))
+    with TestClient(app, follow_redirects=False) as client:
+        sign_in(client, ADMIN_EMAIL)
+        assert client.get("/users").status_code == 200
+    assert fetch_user(db, admin_id).password_hash == stronger
+
+
 # --- Forced password change -------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from typing import TypeVar
 from passlib.context import CryptContext
 
 BCRYPT_MAX_BYTES = 72
+# A bcrypt hash's variant and cost: $2b$12$...
+_BCRYPT_COST = re.compile(r"\$(2[abxy])\$(\d\d)\$")
 # How much lower than request handling bcrypt runs (Linux niceness is per thread).
 HASH_NICENESS = 10
 
@@ -36,6 +39,7 @@ class PasswordHasher:
     """
 
     def __init__(self, rounds: int, concurrency: int) -> None:
+        self.rounds = rounds
         self.context = CryptContext(
             schemes=["bcrypt"], deprecated="auto", bcrypt__rounds=rounds, bcrypt__ident="2b"
         )
@@ -62,7 +66,13 @@ class PasswordHasher:
         self._pool.shutdown(wait=True)
 
     def needs_update(self, password_hash: str) -> bool:
-        """True when the hash was made with weaker settings than the current ones."""
+        """True when the hash was made with weaker settings than the current ones: fewer
+        rounds, or another variant. A hash with more rounds is kept: passlib would flag it
+        too, and lowering WEBAPP_BCRYPT_ROUNDS (for faster sign-ins, say) would then
+        weaken every stored hash at its owner's next sign-in."""
+        cost = _BCRYPT_COST.match(password_hash)
+        if cost is not None and cost.group(1) == "2b" and int(cost.group(2)) >= self.rounds:
+            return False
         return bool(self.context.needs_update(password_hash))
 
 
