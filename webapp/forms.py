@@ -64,7 +64,23 @@ def _password(value: str) -> str:
 
 
 class _Form(BaseModel):
-    model_config = ConfigDict(str_strip_whitespace=False, extra="ignore", frozen=True)
+    # A field left out of the post is checked as if sent empty: its default is validated
+    # too, so a missing name, email or password is "Required.", never stored blank.
+    model_config = ConfigDict(
+        str_strip_whitespace=False, extra="ignore", frozen=True, validate_default=True
+    )
+
+
+# What a checkbox's value may be to count as ticked: pydantic's words for true.
+CHECKED = frozenset({"1", "on", "t", "true", "y", "yes"})
+
+
+def is_checked(value: object) -> bool:
+    """Whether a form value (a posted string, or a stored bool) ticks a checkbox: "no"
+    and "false" do not."""
+    if isinstance(value, str):
+        return value.strip().lower() in CHECKED
+    return value is True
 
 
 class UserFields(_Form):

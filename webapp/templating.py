@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from webapp import auth, htmx
+from webapp.forms import is_checked
 from webapp.resources import resource_dir
 
 FlashLevel = Literal["success", "info", "warning", "error"]
@@ -31,6 +32,7 @@ def make_templates(*, auto_reload: bool = True) -> Jinja2Templates:
     templates.env.globals["url_for"] = url_for
     templates.env.filters["datetime"] = format_datetime
     templates.env.globals["htmx_version"] = "2.0.11"
+    templates.env.tests["checked"] = is_checked
     return templates
 
 
