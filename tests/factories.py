@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
 import re
 import secrets
@@ -29,6 +31,22 @@ ADMIN_EMAIL = "admin@example.com"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-the-check"
 HTMX = {"HX-Request": "true"}
 PASSWORD = "correct horse battery"
+
+
+def _cursor_of(payload: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+# List cursors of well-formed JSON that no database or clock can take, with the sort each
+# is for: a lone surrogate in a name, times that leave the calendar once in UTC, arrays
+# nested past Python's recursion limit (2,048 characters: the longest cursor read).
+HOSTILE_CURSORS = [
+    ("name", _cursor_of({"s": "name", "d": "n", "k": ["\ud800", "x", 1]})),
+    ("email", _cursor_of({"s": "email", "d": "p", "k": ["\udfff@example.com"]})),
+    ("created", _cursor_of({"s": "created", "d": "n", "k": ["0001-01-01T00:00:00+05:00", 1]})),
+    ("-created", _cursor_of({"s": "-created", "d": "n", "k": ["9999-12-31T23:59:59-05:00", 1]})),
+    ("name", base64.urlsafe_b64encode(b"[" * 1536).decode()),
+]
 
 _hasher = CryptContext(schemes=["bcrypt"], bcrypt__rounds=4)
 _numbers = itertools.count(1)

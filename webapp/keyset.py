@@ -61,7 +61,7 @@ def decode_cursor(token: str, sort: str, kinds: Sequence[KeyKind]) -> Cursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: "[[[[..."
         raise CursorError("The cursor is not one this API issued.") from None
     if not isinstance(payload, dict) or set(payload) != {"s", "d", "k"}:
         raise CursorError("The cursor is not one this API issued.")
@@ -82,13 +82,23 @@ def _value(value: Any, kind: KeyKind) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
             return value
     elif kind is str:
+        # JSON may spell a lone surrogate ("\ud800"), which no database can be sent.
         if isinstance(value, str) and len(value) <= 300 and "\x00" not in value:
-            return value
+            if _encodable(value):
+                return value
     elif kind is datetime and isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(UTC)  # OverflowError: out of range once in UTC
+        except (ValueError, OverflowError):
             raise CursorError("The cursor is not one this API issued.") from None
-        if parsed.tzinfo is not None:
-            return parsed.astimezone(UTC)
     raise CursorError("The cursor is not one this API issued.")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

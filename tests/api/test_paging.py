@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tests.api.support import field_errors, problem
-from tests.factories import insert_user
+from tests.factories import HOSTILE_CURSORS, insert_user
 from webapp.keyset import encode_cursor
 from webapp.models import utcnow
 
@@ -134,6 +134,14 @@ def _tampered(payload: Any) -> str:
 )
 def test_a_bad_cursor_is_a_400_problem(api: TestClient, cursor: str) -> None:
     body = problem(api.get("/api/v1/users", params={"cursor": cursor}), 400)
+    assert body["type"] == "urn:webapp:problem:bad-cursor"
+
+
+@pytest.mark.parametrize(("sort", "cursor"), HOSTILE_CURSORS)
+def test_a_cursor_no_database_or_clock_takes_is_a_400_problem(
+    api: TestClient, sort: str, cursor: str
+) -> None:
+    body = problem(api.get("/api/v1/users", params={"sort": sort, "cursor": cursor}), 400)
     assert body["type"] == "urn:webapp:problem:bad-cursor"
 
 
