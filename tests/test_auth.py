@@ -26,7 +26,7 @@ from tests.factories import (
     through_pgbouncer,
 )
 from webapp.main import create_app
-from webapp.models import AuditEvent, User
+from webapp.models import AuditEvent, LoginThrottle, User
 from webapp.routes.auth import WRONG_CREDENTIALS
 
 
@@ -107,6 +107,43 @@ def test_failure_message_does_not_tell_whether_the_email_exists(
     for response in (known, unknown):
         assert response.status_code == 401  # type: ignore[attr-defined]
         assert WRONG_CREDENTIALS in response.text  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        (ADMIN_EMAIL, PASSWORD + "\x00"),  # bcrypt refuses a NUL
+        ("nobody@example.com", "with a \x00 in it"),
+        ("ad\x00min@example.com", PASSWORD),  # PostgreSQL refuses a NUL
+        (ADMIN_EMAIL, "é" * 37),  # 74 bytes: more than bcrypt reads
+    ],
+    ids=["nul-in-password", "nul-in-password-unknown-email", "nul-in-email", "74-bytes"],
+)
+def test_a_password_or_email_no_account_can_have_is_a_plain_failed_sign_in(
+    anon_client: TestClient, admin_id: int, db: Engine, email: str, password: str
+) -> None:
+    response = _login(anon_client, email, password)
+    assert response.status_code == 401  # type: ignore[attr-defined]
+    assert WRONG_CREDENTIALS in response.text  # type: ignore[attr-defined]
+    assert _actions(db) == ["auth.sign_in_failed"]  # and counted towards the lock-out
+
+
+def test_a_form_that_sends_a_file_is_refused(
+    anon_client: TestClient, admin_id: int, db: Engine
+) -> None:
+    """No console form takes a file: one sent where the email goes is a 400, neither signs
+    anyone in nor counts as a failure (no account is named), and is not shown back."""
+    token = csrf_from(anon_client.get("/login").text)
+    response = anon_client.post(
+        "/login",
+        data={"password": PASSWORD, "csrf_token": token},
+        files={"email": ("email.txt", ADMIN_EMAIL.encode())},
+    )
+    assert response.status_code == 400
+    assert "UploadFile" not in response.text
+    assert anon_client.get("/users").status_code == 303
+    with db.connect() as conn:
+        assert list(conn.execute(select(LoginThrottle.key)).scalars()) == []
 
 
 def test_unknown_emails_are_verified_against_a_hash_of_the_current_cost(app: FastAPI) -> None:
@@ -332,9 +369,10 @@ def test_changing_your_own_password_asks_for_the_current_one(
     for path in ("/account/password", f"/users/{admin_id}/password"):
         missing = client.post(path, data=new)
         assert missing.status_code == 422, path
-        wrong = client.post(path, data={**new, "current_password": "not it"})
-        assert wrong.status_code == 422, path
-        assert "This is not your current password." in wrong.text
+        for not_it in ("not it", PASSWORD + "\x00"):  # bcrypt refuses a NUL: not a 500
+            wrong = client.post(path, data={**new, "current_password": not_it})
+            assert wrong.status_code == 422, path
+            assert "This is not your current password." in wrong.text
     assert fetch_user(db, admin_id).password_hash == before
     ok = client.post(f"/users/{admin_id}/password", data={**new, "current_password": PASSWORD})
     assert ok.status_code == 303

@@ -7,11 +7,14 @@ and changes nothing: no user with a blank name or email, no empty password store
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from tests.factories import (
     ADMIN_EMAIL,
+    HTMX,
     csrf_from,
     fetch_user,
     field_error,
@@ -108,3 +111,44 @@ def test_a_form_shown_again_ticks_only_the_boxes_that_were_ticked(
     with db.connect() as conn:
         emails = conn.execute(select(User.email)).scalars().all()
     assert emails == [ADMIN_EMAIL]
+
+
+def test_a_form_not_sent_as_percent_encoded_utf8_is_refused(client: TestClient, db: Engine) -> None:
+    """Raw bytes past ASCII (read as Latin-1 they would be stored as "JosÃ©") and escapes
+    that are not UTF-8 (stored as U+FFFD) are a 400 that says so; nothing is stored. The
+    same name percent-encoded, as a browser sends it, is stored as typed."""
+    before = _users(db)
+    fields = user_form(email="jose@example.com")
+    del fields["first_name"]
+    form = "&".join(f"{k}={quote(v)}" for k, v in fields.items())
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    for first_name in ("Jos\xc3\xa9".encode("latin-1"), b"Jos%FF", b"Jos%C3"):
+        body = b"first_name=" + first_name + b"&" + form.encode()
+        for extra in ({}, HTMX):
+            response = client.post("/users", content=body, headers={**headers, **extra})
+            assert response.status_code == 400, first_name
+            assert "not percent-encoded UTF-8" in response.text
+    assert _users(db) == before
+    body = ("first_name=Jos%C3%A9&" + form).encode()
+    assert client.post("/users", content=body, headers=headers).status_code == 303
+    with db.connect() as conn:
+        stored = conn.execute(select(User.first_name).where(User.email == "jose@example.com"))
+        assert stored.scalar_one() == "José"
+
+
+def test_activating_without_saying_which_changes_nothing(client: TestClient, db: Engine) -> None:
+    """The buttons send active=yes or no; anything else (or nothing) is not taken as "no"."""
+    user_id = insert_user(db, first_name="Still", last_name="Active", is_active=True)
+    for data in ({}, {"active": "maybe"}, {"active": ""}):
+        response = client.post(f"/users/{user_id}/active", data={**data, "next": "/users"})
+        assert response.status_code == 303, data
+        assert fetch_user(db, user_id).is_active is True, data
+    page = client.get("/users")
+    assert "Say whether to activate or deactivate: active=yes or no." in page.text
+
+
+def test_a_value_of_the_wrong_kind_is_explained_in_words(client: TestClient) -> None:
+    response = client.post("/users", data=user_form(is_admin="maybe"))
+    assert response.status_code == 422
+    assert "Ticked or not: send yes or no." in response.text
+    assert "Input should be" not in response.text

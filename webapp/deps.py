@@ -18,6 +18,7 @@ from webapp import api_auth, auth, crud, htmx
 from webapp.audit import Actor
 from webapp.config import Settings
 from webapp.db import SAFE_METHODS, session_scope
+from webapp.forms import read_form
 from webapp.listing import UserListQuery
 from webapp.models import User
 from webapp.problems import ApiProblem, is_api_request
@@ -67,7 +68,7 @@ async def csrf_protect(request: Request) -> None:
     submitted: object = request.headers.get(auth.CSRF_HEADER)
     if submitted is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
         # Starlette keeps the parsed form on the request: the route reads it again for free.
-        submitted = (await request.form()).get(auth.CSRF_FIELD)
+        submitted = (await read_form(request)).get(auth.CSRF_FIELD)
     if not auth.csrf_matches(request, submitted):
         raise auth.CsrfError
 

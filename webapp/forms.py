@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Self, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from webapp.security import BCRYPT_MAX_BYTES
 
@@ -50,6 +55,8 @@ def _email(value: str) -> str:
 def _password(value: str) -> str:
     if not value:
         raise ValueError("Required.")
+    if any(unicodedata.category(ch) == "Cs" for ch in value):  # only JSON can send one
+        raise ValueError("Must be text: it holds a lone surrogate (half a character).")
     if len(value) < PASSWORD_MIN_CHARS:
         raise ValueError(f"At least {PASSWORD_MIN_CHARS} characters.")
     size = len(value.encode())
@@ -162,6 +169,38 @@ class TokenCreate(_Form):
         return value
 
 
+NOT_UTF8 = (
+    "The form's data is not percent-encoded UTF-8, as a browser sends it: nothing was "
+    "changed. Encode each field's value as UTF-8, then percent-encode it."
+)
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form (parsed once: the CSRF check and the route share it).
+
+    Starlette reads a urlencoded body's raw bytes as Latin-1 and a broken percent-escape as
+    U+FFFD, and would store either as if typed ("JosÃ©" for a raw "José"): such a body is a
+    400 instead. No console form takes a file: one sent anyway (in a multipart post) is a
+    400, not a temporary file left open and its name shown as the field's value."""
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        if not _percent_encoded_utf8(await request.body()):
+            raise HTTPException(status_code=400, detail=NOT_UTF8)
+    return await request.form(max_files=0)
+
+
+def _percent_encoded_utf8(body: bytes) -> bool:
+    """Whether every name and value in a urlencoded ``body`` is ASCII, percent-encoding
+    UTF-8."""
+    if not body.isascii():
+        return False
+    try:
+        for part in re.split(rb"[&=]", body):
+            unquote_to_bytes(part).decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def parse_form(model: type[FormT], data: Mapping[str, Any]) -> tuple[FormT | None, FieldErrors]:
     """Validate a posted form; on failure return one readable message per field."""
     try:
@@ -170,10 +209,19 @@ def parse_form(model: type[FormT], data: Mapping[str, Any]) -> tuple[FormT | Non
         return None, errors_by_field(exc)
 
 
+# Pydantic's own wording for a value of the wrong kind, said for people.
+_PLAIN_MESSAGES = {
+    "bool_parsing": "Ticked or not: send yes or no.",
+    "int_parsing": "Must be a whole number.",
+    "int_from_float": "Must be a whole number.",
+    "missing": "Required.",
+}
+
+
 def errors_by_field(exc: ValidationError) -> FieldErrors:
     errors: FieldErrors = {}
     for err in exc.errors():
-        message = str(err["msg"]).removeprefix("Value error, ")
+        message = _PLAIN_MESSAGES.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
         field = str(err["loc"][0]) if err["loc"] else ""
         if not field and ": " in message:  # model-level checks name their field first
             field, message = message.split(": ", 1)

@@ -58,7 +58,10 @@ class PasswordHasher:
         return str(await self._run(self.context.hash, password))
 
     async def verify(self, password: str, password_hash: str) -> bool:
-        if len(password.encode()) > BCRYPT_MAX_BYTES:
+        """Whether ``password`` is the one ``password_hash`` was made from. A password no
+        hash can be made from (over 72 bytes, a NUL, a lone surrogate: the forms refuse
+        them) matches none, and is not handed to bcrypt, which would raise."""
+        if not storable(password):
             return False
         return bool(await self._run(self.context.verify, password, password_hash))
 
@@ -80,6 +83,16 @@ def _noise(length: int) -> str:
     """Random bcrypt base64, its last character's unused low bits zero as bcrypt expects."""
     alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     return "".join(secrets.choice(alphabet) for _ in range(length - 1)) + secrets.choice(".Oeu")
+
+
+def storable(password: str) -> bool:
+    """Whether bcrypt can hash ``password``: UTF-8 (no lone surrogate), at most 72 bytes of
+    it, and no NUL."""
+    try:
+        size = len(password.encode())
+    except UnicodeEncodeError:
+        return False
+    return size <= BCRYPT_MAX_BYTES and "\x00" not in password
 
 
 def check_length(password: str) -> None:

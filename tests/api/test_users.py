@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -256,8 +257,14 @@ def test_own_password_needs_the_current_one(api: TestClient, db: Engine, admin_i
     url = f"/api/v1/users/{admin_id}/password"
     missing = problem(api.post(url, json={"password": "a new password"}), 422)
     assert field_errors(missing) == {"current_password": "Required, to set your own password."}
-    wrong = api.post(url, json={"password": "a new password", "current_password": "nope nope"})
-    assert "not your current password" in field_errors(problem(wrong, 422))["current_password"]
+    for not_it in ("nope nope", PASSWORD + "\x00", "\ud800 half a character"):
+        # As JSON escapes (a lone surrogate cannot be sent as UTF-8).
+        body = json.dumps({"password": "a new password", "current_password": not_it})
+        wrong = api.post(url, content=body, headers={"content-type": "application/json"})
+        assert "not your current password" in field_errors(problem(wrong, 422))["current_password"]
+    body = json.dumps({"password": "\ud800 and more", "current_password": PASSWORD})
+    surrogate = api.post(url, content=body, headers={"content-type": "application/json"})
+    assert "lone surrogate" in field_errors(problem(surrogate, 422))["password"]
     ok = api.post(
         url, json={"password": "a new password", "current_password": PASSWORD, "must_change": True}
     )

@@ -14,7 +14,7 @@ from webapp.audit import Actor
 from webapp.crud import DuplicateEmailError, StaleUserError
 from webapp.deps import CurrentAdmin, HasherDep, SessionDep, SettingsDep
 from webapp.errors import not_found
-from webapp.forms import PasswordChange, UserCreate, form_values, parse_form
+from webapp.forms import PasswordChange, UserCreate, form_values, parse_form, read_form
 from webapp.models import utcnow
 from webapp.templating import flash, render
 from webapp.urls import local_path
@@ -52,8 +52,13 @@ async def login_form(request: Request, session: SessionDep, settings: SettingsDe
 async def login(
     request: Request, session: SessionDep, settings: SettingsDep, hasher: HasherDep
 ) -> Response:
-    form = await request.form()
-    email = str(form.get("email", "")).strip()[:254]
+    form = await read_form(request)
+    # Text only (a multipart post may send a file). An address with a NUL is no one's (the
+    # forms refuse one, and PostgreSQL would refuse to look it up): a failed sign-in,
+    # counted against the address without it.
+    typed = form.get("email")
+    typed = typed if isinstance(typed, str) else ""
+    email = typed.replace("\x00", "").strip()[:254]
     password = form.get("password")
     password = password if isinstance(password, str) else ""
     next_url = local_path(form.get("next"), "")
@@ -71,7 +76,7 @@ async def login(
             f"{'s' if minutes != 1 else ''}.",
             status_code=429,
         )
-    user = await crud.get_user_by_email(session, email) if email else None
+    user = await crud.get_user_by_email(session, email) if email and email in typed else None
     # Release the connection while bcrypt works; verify against a dummy hash for unknown
     # emails, so a miss takes as long as a hit.
     await session.commit()
@@ -141,7 +146,7 @@ async def setup(
 ) -> Response:
     if not await _setup_open(session, settings):
         return not_found(request)
-    form = await request.form()
+    form = await read_form(request)
     data, errors = parse_form(UserCreate, {**form, "is_active": "yes", "is_admin": "yes"})
     if data is None:
         return render(
@@ -187,7 +192,7 @@ async def change_own_password(request: Request, admin: CurrentAdmin) -> Response
 async def save_own_password(
     request: Request, session: SessionDep, admin: CurrentAdmin, hasher: HasherDep
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     data, errors = parse_form(PasswordChange, form)
     if data is None:
         return _password_page(request, admin, errors, 422)

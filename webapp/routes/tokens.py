@@ -11,7 +11,14 @@ from fastapi.responses import Response
 from webapp import htmx, tokens
 from webapp.deps import ActorDep, CurrentAdmin, SessionDep, require_admin
 from webapp.errors import not_found
-from webapp.forms import TOKEN_EXPIRY_DAYS, FieldErrors, TokenCreate, form_values, parse_form
+from webapp.forms import (
+    TOKEN_EXPIRY_DAYS,
+    FieldErrors,
+    TokenCreate,
+    form_values,
+    parse_form,
+    read_form,
+)
 from webapp.models import User, utcnow
 from webapp.templating import flash, render
 
@@ -53,7 +60,7 @@ async def list_tokens(request: Request, session: SessionDep, admin: CurrentAdmin
 async def create_token(
     request: Request, session: SessionDep, admin: CurrentAdmin, actor: ActorDep
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     data, errors = parse_form(TokenCreate, form)
     if data is None:
         return await _page(

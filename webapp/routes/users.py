@@ -20,7 +20,15 @@ from webapp.deps import (
     require_admin,
 )
 from webapp.errors import not_found
-from webapp.forms import FieldErrors, PasswordSet, UserCreate, UserUpdate, form_values, parse_form
+from webapp.forms import (
+    FieldErrors,
+    PasswordSet,
+    UserCreate,
+    UserUpdate,
+    form_values,
+    parse_form,
+    read_form,
+)
 from webapp.listing import ListLinks, RowLinks, UserListQuery
 from webapp.models import User
 from webapp.templating import flash, render, route_url
@@ -103,7 +111,7 @@ def _create_form(
 async def create_user(
     request: Request, session: SessionDep, hasher: HasherDep, actor: ActorDep
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     data, errors = parse_form(UserCreate, form)
     if data is None:
         return _create_form(request, form_values(form), errors, 422)
@@ -158,7 +166,7 @@ async def update_user(
     user = await crud.get_user(session, user_id)
     if user is None:
         return not_found(request, "This user was deleted, so your changes could not be saved.")
-    form = await request.form()
+    form = await read_form(request)
     values = form_values(form)
     data, errors = parse_form(UserUpdate, form)
     if data is None:
@@ -191,7 +199,7 @@ async def update_user(
 async def set_password(
     request: Request, user_id: int, session: SessionDep, hasher: HasherDep, actor: ActorDep
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     user = await crud.get_user(session, user_id)
     if user is None:
         return not_found(request, "There is no user with this id; it may have been deleted.")
@@ -241,12 +249,16 @@ def _next_url(request: Request, form: FormData) -> str:
 async def set_active(
     request: Request, user_id: int, session: SessionDep, actor: ActorDep
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     next_url = _next_url(request, form)
     user = await crud.get_user(session, user_id)
     if user is None:
         return not_found(request, "There is no user with this id; it may have been deleted.")
-    active = form.get("active") == "yes"
+    wanted = form.get("active")
+    if wanted not in ("yes", "no"):  # the buttons send one or the other
+        flash(request, "Say whether to activate or deactivate: active=yes or no.", "error")
+        return htmx.see_other(request, next_url)
+    active = wanted == "yes"
     try:
         await crud.set_active(session, actor, user, active)
         flash(request, f"{'Activated' if active else 'Deactivated'} {user.full_name}.")
@@ -277,7 +289,7 @@ async def confirm_delete(request: Request, user_id: int, session: SessionDep) ->
 async def delete_user(
     request: Request, user_id: int, session: SessionDep, settings: SettingsDep, actor: ActorDep
 ) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     next_url = _next_url(request, form)
     user = await crud.get_user(session, user_id)
     if user is None:
