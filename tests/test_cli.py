@@ -191,3 +191,30 @@ def test_serve_runs_on_the_loop_asked_for(tmp_path: Path, loop: str | None) -> N
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_migration_that_stops_says_why_without_a_traceback(tmp_path: Path) -> None:
+    """Two users whose addresses migration 0007 finds are one mailbox: `webapp migrate`
+    names them and exits 1, and the schema stays where it was."""
+    url = f"sqlite:///{tmp_path / 'clash.db'}"
+    env = {"WEBAPP_DATABASE_URL": url, **FAST_HASH}
+    assert run_webapp("migrate", "--revision", "0006", cwd=tmp_path, env=env).returncode == 0
+    engine = sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            for email in ("jos\u00e9@example.com", "jose\u0301@example.com"):
+                conn.execute(
+                    text(
+                        "INSERT INTO users (first_name, last_name, email, email_key,"
+                        " password_hash, version) VALUES ('A', 'B', :e, :e, 'x', 1)"
+                    ),
+                    {"e": email},
+                )
+        result = run_webapp("migrate", cwd=tmp_path, env=env)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert "one mailbox written two ways" in result.stderr
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+    finally:
+        engine.dispose()

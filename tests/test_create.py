@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
@@ -19,6 +20,7 @@ from tests.factories import (
     insert_user,
     is_checked,
     path_of,
+    sign_in,
     template_name,
     user_form,
     verifies,
@@ -272,6 +274,30 @@ def test_duplicate_email_differing_in_the_case_of_an_accented_letter_is_refused(
     assert response.status_code == 422
     assert field_error(response.text, "email") == DUPLICATE_EMAIL
     assert [row.id for row in all_rows(db)] == [existing]
+
+
+@pytest.mark.parametrize(
+    ("stored", "typed"),
+    [
+        ("jos\u00e9@example.com", "jose\u0301@example.com"),  # é composed, and e + accent
+        ("jose\u0301@example.com", "JOS\u00c9@example.com"),
+        ("idn@b\u00fccher.example", "idn@xn--bcher-kva.example"),  # the domain's DNS spelling
+        ("idn@xn--bcher-kva.example", "IDN@B\u00dcCHER.example"),
+    ],
+    ids=["nfc-then-nfd", "nfd-then-nfc", "letters-then-dns", "dns-then-letters"],
+)
+def test_duplicate_email_written_another_way_is_refused(
+    client: TestClient, app: FastAPI, db: Engine, stored: str, typed: str
+) -> None:
+    """One mailbox, however its address was typed: the same user, at create and sign-in."""
+    existing = insert_user(db, email=stored, is_admin=True)
+    response = client.post("/users", data=user_form(email=typed))
+    assert response.status_code == 422
+    assert field_error(response.text, "email") == DUPLICATE_EMAIL
+    assert [row.id for row in all_rows(db)] == [existing]
+    with TestClient(app, follow_redirects=False) as other:
+        sign_in(other, typed)
+        assert other.get("/users").status_code == 200
 
 
 def test_the_session_is_usable_after_a_duplicate(client: TestClient, db: Engine) -> None:

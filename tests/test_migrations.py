@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, exc, insert, inspect, select, text
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, exc, insert, inspect, select, text
 
 from tests.factories import fresh_database, sync_engine
 from webapp import crud, migrations
 from webapp.listing import UserListQuery
-from webapp.models import Base, User
+from webapp.models import Base, User, email_key
 
 COLUMNS = {
     "id",
@@ -38,7 +39,7 @@ PER_FIELD_TRIGRAM = {
     "ix_users_email_key_trgm",
 }
 TRIGRAM = {"ix_users_search_trgm"}
-HEAD = "0006"
+HEAD = "0007"
 
 
 def expected_indexes(engine: Engine) -> set[str]:
@@ -248,3 +249,71 @@ def _reloptions(engine: Engine, index: str) -> list[str] | None:
             {"index": index},
         ).scalar_one()
     return list(found) if found is not None else None
+
+
+def _insert_at_0006(conn: Connection, email: str, key: str) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO users (first_name, last_name, email, email_key, password_hash, version)"
+            " VALUES ('Ada', 'Lovelace', :email, :key, 'x', 1)"
+        ),
+        {"email": email, "key": key},
+    )
+
+
+def _keys(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {
+            email: key for email, key in conn.execute(text("SELECT email, email_key FROM users"))
+        }
+
+
+def test_seventh_revision_brings_email_keys_to_one_form_and_back(
+    fresh_url: str, fresh_db: Engine
+) -> None:
+    """Keys made before 0007 (the address lowered) become the keys webapp.models.email_key
+    makes now; the rest are untouched; going back restores them."""
+    migrations.upgrade(fresh_url, "0006")
+    before = {
+        "jose\u0301@example.com": "jose\u0301@example.com",  # e + combining accent
+        "Idn@XN--BCHER-KVA.example": "idn@xn--bcher-kva.example",
+        "Plain@Example.com": "plain@example.com",
+        "\u00c9lise@example.com": "\u00e9lise@example.com",  # composed already
+    }
+    with fresh_db.begin() as conn:
+        for email, key in before.items():
+            _insert_at_0006(conn, email, key)
+    migrations.upgrade(fresh_url)
+    after = _keys(fresh_db)
+    assert after == {email: email_key(email) for email in before}
+    assert after["jose\u0301@example.com"] == "jos\u00e9@example.com"
+    assert after["Idn@XN--BCHER-KVA.example"] == "idn@b\u00fccher.example"
+    migrations.downgrade(fresh_url, "0006")
+    assert _keys(fresh_db) == before
+
+
+def test_seventh_revision_stops_at_two_addresses_of_one_mailbox(
+    fresh_url: str, fresh_db: Engine
+) -> None:
+    """Two users whose addresses turn out to be one: the migration names them and changes
+    nothing, and goes through once one is renamed."""
+    migrations.upgrade(fresh_url, "0006")
+    with fresh_db.begin() as conn:
+        _insert_at_0006(conn, "jos\u00e9@example.com", "jos\u00e9@example.com")
+        _insert_at_0006(conn, "JOSE\u0301@example.com", "jose\u0301@example.com")
+    before = _keys(fresh_db)
+    with pytest.raises(CommandError, match="one mailbox written two ways") as refused:
+        migrations.upgrade(fresh_url)
+    assert "JOSE\u0301@example.com = jos\u00e9@example.com" in str(refused.value)
+    assert _keys(fresh_db) == before
+    with fresh_db.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+    with fresh_db.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE users SET email = 'other@example.com',"
+                " email_key = 'other@example.com' WHERE email LIKE 'JOSE%'"
+            )
+        )
+    migrations.upgrade(fresh_url)
+    assert _keys(fresh_db)["jos\u00e9@example.com"] == "jos\u00e9@example.com"

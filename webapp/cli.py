@@ -85,14 +85,20 @@ async def _connection_budget(settings: Settings) -> str | None:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from alembic.util import CommandError
+
     from webapp import migrations
 
-    if args.downgrade:
-        migrations.downgrade(settings.database_url, args.revision)
-        print(f"webapp: database downgraded to {args.revision}")
-    else:
-        migrations.upgrade(settings.database_url, args.revision)
-        print(f"webapp: database migrated to {args.revision}")
+    try:
+        if args.downgrade:
+            migrations.downgrade(settings.database_url, args.revision)
+            print(f"webapp: database downgraded to {args.revision}")
+        else:
+            migrations.upgrade(settings.database_url, args.revision)
+            print(f"webapp: database migrated to {args.revision}")
+    except CommandError as refused:  # a migration that stopped, saying why; nothing changed
+        print(f"webapp: migrate: {refused}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,11 +42,30 @@ def utcnow() -> datetime:
 
 
 def email_key(email: str) -> str:
-    """What makes two addresses the same one: letter case is ignored, in every alphabet.
+    """What makes two addresses the same one: letter case is ignored, in every alphabet;
+    an accented letter is one letter however it was typed (Unicode's composed form, NFC:
+    "é", not "e" and a combining accent); a domain's DNS spelling ("xn--bcher-kva") is read
+    as its letters ("bücher"). Migration 0007 brought the stored keys to this.
 
     Lowered here rather than by the database's lower(), which on SQLite folds A-Z only.
     """
-    return email.strip().lower()
+    key = email.strip().lower()
+    if key.isascii() and "xn--" not in key:  # nearly every address: nothing more to do
+        return key
+    key = unicodedata.normalize("NFC", key)
+    local, at, domain = key.rpartition("@")
+    if not at:
+        return key
+    return local + at + ".".join(map(_domain_label, domain.split(".")))
+
+
+def _domain_label(label: str) -> str:
+    if label.startswith("xn--"):
+        try:
+            return label.encode("ascii").decode("idna")
+        except UnicodeError:  # not a valid DNS spelling: kept as it is
+            pass
+    return label
 
 
 def _email_key_default(context: Any) -> str:
