@@ -162,6 +162,10 @@ INVALID = [
     pytest.param("first_name", {"first_name": "Ada\x00"}, "control characters", id="first-nul"),
     pytest.param("last_name", {"last_name": "Love\x07lace"}, "control characters", id="last-bel"),
     pytest.param("first_name", {"first_name": "A\nB"}, "control characters", id="first-newline"),
+    pytest.param("first_name", {"first_name": " \u200b "}, "Required.", id="first-zero-width"),
+    pytest.param(
+        "last_name", {"last_name": "Ada\u202enamreg"}, "reverse the text", id="last-rtl-override"
+    ),
     pytest.param("email", {"email": ""}, "Required.", id="email-blank"),
     pytest.param("email", {"email": "   "}, "Required.", id="email-spaces"),
     pytest.param("email", {"email": "not-an-email"}, "@-sign", id="email-no-at"),
@@ -173,6 +177,7 @@ INVALID = [
     pytest.param("password", both("q" * 73), "At most 72 bytes", id="password-73-bytes"),
     pytest.param("password", both("€" * 25), "(this has 75)", id="password-25-euros"),
     pytest.param("password", both(NUL_PASSWORD), "NUL", id="password-nul"),
+    pytest.param("password", both(" " * 8), "only spaces", id="password-8-spaces"),
     pytest.param(
         "password_confirm", {"password_confirm": PASSWORD + "!"}, "do not match", id="differ"
     ),
@@ -219,6 +224,17 @@ def test_a_password_of_25_euro_signs_is_refused_for_its_bytes(
     assert error is not None and "bytes" in error and "75" in error
     assert "€€€" not in response.text
     assert count_users(db) == 0
+
+
+def test_a_name_is_counted_and_stored_in_one_form_however_it_was_typed(
+    client: TestClient, db: Engine
+) -> None:
+    """100 accented letters typed as letter and accent (200 code points) are 100 letters:
+    stored composed, as the same name typed with composed letters would be."""
+    form = user_form(first_name="e\u0301" * 100, email="accents@example.com")
+    assert client.post("/users", data=form).status_code == 303
+    [row] = fetch_users_by_email(db, "accents@example.com")
+    assert row.first_name == "\u00e9" * 100
 
 
 def test_invalid_names_keep_what_was_typed(client: TestClient, db: Engine) -> None:

@@ -288,6 +288,7 @@ def test_edit_with_a_mangled_version_is_refused(client: TestClient, db: Engine) 
     response = client.post(f"/users/{user_id}", data=form)
     assert response.status_code == 422
     assert "The form was incomplete; reload the page and try again." in response.text
+    assert "marked below" not in response.text  # no field of the form is marked
     assert fetch_user(db, user_id) == before
 
 

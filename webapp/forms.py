@@ -28,14 +28,24 @@ def _has_control_chars(value: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
 
 
+# Characters that turn the text after them around (U+202A-U+202E, U+2066-U+2069): in a
+# name, they would make the list show one thing where another is stored.
+_DIRECTION_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+
+
 def _name(value: str) -> str:
-    value = value.strip()
-    if not value:
+    # One form for accented letters (a composed é, not e and an accent), so a name is
+    # counted, stored, searched and sorted the same however it was typed.
+    value = unicodedata.normalize("NFC", value.strip())
+    # Only spaces and invisible characters (a zero-width space, say): no name at all.
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in value):
         raise ValueError("Required.")
     if len(value) > NAME_MAX:
         raise ValueError(f"At most {NAME_MAX} characters (this has {len(value)}).")
     if _has_control_chars(value):
         raise ValueError("Must not contain control characters.")
+    if not _DIRECTION_CONTROLS.isdisjoint(value):
+        raise ValueError("Must not contain characters that reverse the text's direction.")
     return value
 
 
@@ -59,6 +69,8 @@ def _password(value: str) -> str:
         raise ValueError("Must be text: it holds a lone surrogate (half a character).")
     if len(value) < PASSWORD_MIN_CHARS:
         raise ValueError(f"At least {PASSWORD_MIN_CHARS} characters.")
+    if value.isspace():
+        raise ValueError("Must not be only spaces.")
     size = len(value.encode())
     if size > BCRYPT_MAX_BYTES:
         raise ValueError(
