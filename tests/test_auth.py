@@ -115,9 +115,16 @@ def test_failure_message_does_not_tell_whether_the_email_exists(
         (ADMIN_EMAIL, PASSWORD + "\x00"),  # bcrypt refuses a NUL
         ("nobody@example.com", "with a \x00 in it"),
         ("ad\x00min@example.com", PASSWORD),  # PostgreSQL refuses a NUL
+        (ADMIN_EMAIL + "\x00", PASSWORD),  # without it, the admin's address
         (ADMIN_EMAIL, "é" * 37),  # 74 bytes: more than bcrypt reads
     ],
-    ids=["nul-in-password", "nul-in-password-unknown-email", "nul-in-email", "74-bytes"],
+    ids=[
+        "nul-in-password",
+        "nul-in-password-unknown-email",
+        "nul-in-email",
+        "nul-after-email",
+        "74-bytes",
+    ],
 )
 def test_a_password_or_email_no_account_can_have_is_a_plain_failed_sign_in(
     anon_client: TestClient, admin_id: int, db: Engine, email: str, password: str
@@ -296,6 +303,22 @@ def test_sign_in_upgrades_a_weaker_hash(database_url: str, db: Engine, admin_id:
         assert CryptContext(schemes=["bcrypt"]).verify(PASSWORD, after.password_hash)
         assert after.version == before.version  # not an edit: open edit forms stay valid
         assert client.get("/users").status_code == 200  # this session survives the rehash
+
+
+def test_sign_in_replaces_an_old_variant_at_its_own_cost(
+    database_url: str, db: Engine, admin_id: int
+) -> None:
+    """A $2a$ hash (the older variant) with more rounds than the setting: replaced by a $2b$
+    one of the same cost, not the setting's lower one."""
+    old = CryptContext(schemes=["bcrypt"], bcrypt__ident="2a", bcrypt__rounds=5).hash(PASSWORD)
+    with db.begin() as conn:
+        conn.execute(update(User).where(User.id == admin_id).values(password_hash=old))
+    app = create_app(make_settings(database_url, bcrypt_rounds=4))
+    with TestClient(app, follow_redirects=False) as client:
+        sign_in(client, ADMIN_EMAIL)
+    new = fetch_user(db, admin_id).password_hash
+    assert new.startswith("$2b$05$")
+    assert CryptContext(schemes=["bcrypt"]).verify(PASSWORD, new)
 
 
 def test_sign_in_keeps_a_stronger_hash(database_url: str, db: Engine, admin_id: int) -> None:

@@ -163,6 +163,8 @@ INVALID = [
     pytest.param("last_name", {"last_name": "Love\x07lace"}, "control characters", id="last-bel"),
     pytest.param("first_name", {"first_name": "A\nB"}, "control characters", id="first-newline"),
     pytest.param("first_name", {"first_name": " \u200b "}, "Required.", id="first-zero-width"),
+    pytest.param("first_name", {"first_name": "\u3164"}, "Required.", id="first-hangul-filler"),
+    pytest.param("last_name", {"last_name": "\u034f\u0301"}, "Required.", id="last-marks-only"),
     pytest.param(
         "last_name", {"last_name": "Ada\u202enamreg"}, "reverse the text", id="last-rtl-override"
     ),
@@ -299,8 +301,9 @@ def test_duplicate_email_differing_in_the_case_of_an_accented_letter_is_refused(
         ("jose\u0301@example.com", "JOS\u00c9@example.com"),
         ("idn@b\u00fccher.example", "idn@xn--bcher-kva.example"),  # the domain's DNS spelling
         ("idn@xn--bcher-kva.example", "IDN@B\u00dcCHER.example"),
+        ("x@fa\u00df.example", "x@xn--fa-hia.example"),  # IDNA 2008: ß stays ß
     ],
-    ids=["nfc-then-nfd", "nfd-then-nfc", "letters-then-dns", "dns-then-letters"],
+    ids=["nfc-then-nfd", "nfd-then-nfc", "letters-then-dns", "dns-then-letters", "eszett"],
 )
 def test_duplicate_email_written_another_way_is_refused(
     client: TestClient, app: FastAPI, db: Engine, stored: str, typed: str

@@ -152,3 +152,37 @@ def test_a_value_of_the_wrong_kind_is_explained_in_words(client: TestClient) -> 
     assert response.status_code == 422
     assert "Ticked or not: send yes or no." in response.text
     assert "Input should be" not in response.text
+
+
+def test_a_name_stored_before_a_rule_stays_editable(client: TestClient, db: Engine) -> None:
+    """A name saved before today's rules (here: a direction control) is kept when an edit
+    sends it back unchanged, in the console and through the API; a new such name is not."""
+    legacy = "Ada\u202bLovelace"
+    user_id = insert_user(db, first_name="Old", last_name=legacy)
+    row = fetch_user(db, user_id)
+    form = {
+        "first_name": "Old",
+        "last_name": legacy,
+        "email": row.email,
+        "version": str(row.version),
+    }  # is_active left out: deactivated
+    assert client.post(f"/users/{user_id}", data=form).status_code == 303
+    after = fetch_user(db, user_id)
+    assert (after.last_name, after.is_active) == (legacy, False)
+    renamed = {**form, "version": str(after.version), "last_name": "New\u202eName"}
+    response = client.post(f"/users/{user_id}", data=renamed)
+    assert response.status_code == 422
+    assert "reverse the text" in (field_error(response.text, "last_name") or "")
+    assert fetch_user(db, user_id).last_name == legacy
+
+
+def test_an_upper_case_form_type_is_checked_as_well(client: TestClient, db: Engine) -> None:
+    before = _users(db)
+    body = (
+        b"first_name=Jos\xc3\xa9&"
+        + "&".join(f"{k}={quote(v)}" for k, v in user_form().items() if k != "first_name").encode()
+    )
+    headers = {"content-type": "Application/X-WWW-Form-Urlencoded; charset=UTF-8"}
+    response = client.post("/users", content=body, headers=headers)
+    assert response.status_code == 400
+    assert _users(db) == before

@@ -73,6 +73,14 @@ def test_search_is_case_insensitive_over_names_and_email(client: TestClient, db:
     assert names(client.get("/users", params={"q": "grace turing"}).text, ids) == []
 
 
+def test_a_search_finds_an_accented_name_however_it_is_typed(
+    client: TestClient, db: Engine
+) -> None:
+    jose = insert_user(db, first_name="Jos\u00e9", last_name="Garc\u00eda")  # composed, as stored
+    assert names(client.get("/users", params={"q": "jose\u0301"}).text, [jose]) == [jose]
+    assert names(client.get("/users", params={"q": "GARCI\u0301A"}).text, [jose]) == [jose]
+
+
 def test_search_wildcards_and_quotes_match_literally(client: TestClient, db: Engine) -> None:
     percent = insert_user(db, first_name="Per%cent", last_name="Sign")
     under = insert_user(db, first_name="Under_score", last_name="Sign")

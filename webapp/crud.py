@@ -59,6 +59,11 @@ class SafetyRailError(Exception):
     """The change would lock the console out (yourself, or the last admin); nothing changed."""
 
 
+def stored_names(user: User) -> dict[str, str]:
+    """A user's names as stored: an edit that sends them back unchanged keeps them."""
+    return {"first_name": user.first_name, "last_name": user.last_name}
+
+
 class StaleUserError(Exception):
     """The user changed (or went away) since the form was opened."""
 

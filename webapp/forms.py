@@ -9,7 +9,14 @@ from typing import Any, Self, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,12 +40,21 @@ def _has_control_chars(value: str) -> bool:
 _DIRECTION_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 
 
+# Characters Unicode files as letters or symbols that show nothing.
+_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+
+
+def _visible(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LNPS" and ch not in _BLANKS
+
+
 def _name(value: str) -> str:
     # One form for accented letters (a composed é, not e and an accent), so a name is
     # counted, stored, searched and sorted the same however it was typed.
     value = unicodedata.normalize("NFC", value.strip())
-    # Only spaces and invisible characters (a zero-width space, say): no name at all.
-    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in value):
+    # Nothing to see (spaces, a zero-width space, a Hangul filler, combining marks on
+    # nothing): no name at all.
+    if not any(_visible(ch) for ch in value):
         raise ValueError("Required.")
     if len(value) > NAME_MAX:
         raise ValueError(f"At most {NAME_MAX} characters (this has {len(value)}).")
@@ -111,7 +127,12 @@ class UserFields(_Form):
 
     @field_validator("first_name", "last_name")
     @classmethod
-    def _check_name(cls, value: str) -> str:
+    def _check_name(cls, value: str, info: ValidationInfo) -> str:
+        # A name sent back as it is stored (an edit of something else) is kept as it is,
+        # even if a later rule would refuse it: a user saved before the rule stays editable.
+        kept = (info.context or {}).get("kept", {}).get(info.field_name)
+        if kept is not None and value.strip() == kept:
+            return str(kept)
         return _name(value)
 
     @field_validator("email")
@@ -194,7 +215,8 @@ async def read_form(request: Request) -> FormData:
     U+FFFD, and would store either as if typed ("JosÃ©" for a raw "José"): such a body is a
     400 instead. No console form takes a file: one sent anyway (in a multipart post) is a
     400, not a temporary file left open and its name shown as the field's value."""
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    content_type = request.headers.get("content-type", "").strip().lower()
+    if content_type.startswith("application/x-www-form-urlencoded"):
         if not _percent_encoded_utf8(await request.body()):
             raise HTTPException(status_code=400, detail=NOT_UTF8)
     return await request.form(max_files=0)
@@ -213,10 +235,13 @@ def _percent_encoded_utf8(body: bytes) -> bool:
     return True
 
 
-def parse_form(model: type[FormT], data: Mapping[str, Any]) -> tuple[FormT | None, FieldErrors]:
-    """Validate a posted form; on failure return one readable message per field."""
+def parse_form(
+    model: type[FormT], data: Mapping[str, Any], kept: Mapping[str, str] | None = None
+) -> tuple[FormT | None, FieldErrors]:
+    """Validate a posted form; on failure return one readable message per field. ``kept``:
+    the stored names of the user being edited, taken back as they are."""
     try:
-        return model.model_validate(dict(data)), {}
+        return model.model_validate(dict(data), context={"kept": kept or {}}), {}
     except ValidationError as exc:
         return None, errors_by_field(exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,6 +43,8 @@ class UserListQuery:
     def from_params(cls, params: Mapping[str, str]) -> UserListQuery:
         sort = params.get("sort", DEFAULT_SORT)
         q = " ".join(params.get("q", "").replace("\x00", "").split())[:SEARCH_MAX]
+        if not q.isascii():  # the composed form names and emails are stored in
+            q = unicodedata.normalize("NFC", q)
         return cls(
             q=q,
             sort=sort if sort in SORT_KEYS else DEFAULT_SORT,

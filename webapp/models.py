@@ -6,6 +6,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+import idna
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -62,8 +63,10 @@ def email_key(email: str) -> str:
 def _domain_label(label: str) -> str:
     if label.startswith("xn--"):
         try:
-            return label.encode("ascii").decode("idna")
-        except UnicodeError:  # not a valid DNS spelling: kept as it is
+            # IDNA 2008, as email_validator checks domains (Python's own codec is IDNA 2003,
+            # which reads "xn--fa-hia" as "fass", not "faß", and refuses it).
+            return str(idna.decode(label))
+        except idna.IDNAError:  # not a valid DNS spelling: kept as it is
             pass
     return label
 

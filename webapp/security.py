@@ -74,9 +74,22 @@ class PasswordHasher:
         too, and lowering WEBAPP_BCRYPT_ROUNDS (for faster sign-ins, say) would then
         weaken every stored hash at its owner's next sign-in."""
         cost = _BCRYPT_COST.match(password_hash)
-        if cost is not None and cost.group(1) == "2b" and int(cost.group(2)) >= self.rounds:
+        # $2y$ is $2b$ under PHP's name; $2a$ and $2x$ are the older, flawed variants.
+        if cost is not None and cost.group(1) in ("2b", "2y") and int(cost.group(2)) >= self.rounds:
             return False
         return bool(self.context.needs_update(password_hash))
+
+    async def rehash(self, password: str, password_hash: str) -> str:
+        """A new hash of ``password`` for one that ``needs_update``: with the current
+        settings, at the old hash's cost if that was higher (an old variant is replaced,
+        its strength kept)."""
+        cost = _BCRYPT_COST.match(password_hash)
+        rounds = max(self.rounds, int(cost.group(2)) if cost else 0)
+        if rounds == self.rounds:
+            return await self.hash(password)
+        check_length(password)
+        stronger = self.context.copy(bcrypt__rounds=rounds)
+        return str(await self._run(stronger.hash, password))
 
 
 def _noise(length: int) -> str:

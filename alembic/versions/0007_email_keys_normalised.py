@@ -19,6 +19,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
+import idna
 import sqlalchemy as sa
 from alembic import op
 from alembic.util import CommandError
@@ -50,22 +51,33 @@ def _key(email: str) -> str:
     for label in domain.split("."):
         if label.startswith("xn--"):
             try:
-                label = label.encode("ascii").decode("idna")
-            except UnicodeError:  # not a valid DNS spelling: kept as it is
+                label = str(idna.decode(label))  # IDNA 2008, as email_validator checks
+            except idna.IDNAError:  # not a valid DNS spelling: kept as it is
                 pass
         labels.append(label)
     return local + at + ".".join(labels)
 
 
-def _changing(bind: sa.Connection) -> list[tuple[int, str, str]]:
-    """(id, email, new key) of every user whose key changes."""
+def _candidates(bind: sa.Connection) -> list[tuple[int, str, str]]:
+    """(id, email, key) of the users whose key this revision may change: keys with letters
+    past ASCII or an "xn--" label (chosen by PostgreSQL; SQLite's rows are read and chosen
+    here, the same ones)."""
     query = sa.select(users.c.id, users.c.email, users.c.email_key)
-    if bind.dialect.name == "postgresql":  # only these can change; SQLite reads them all
+    if bind.dialect.name == "postgresql":
         query = query.where(
             sa.or_(users.c.email_key.op("~")("[^\\x01-\\x7f]"), users.c.email_key.contains("xn--"))
         )
     return [
-        (uid, email, _key(email)) for uid, email, key in bind.execute(query) if _key(email) != key
+        (uid, email, key)
+        for uid, email, key in bind.execute(query)
+        if not key.isascii() or "xn--" in key
+    ]
+
+
+def _changing(bind: sa.Connection) -> list[tuple[int, str, str]]:
+    """(id, email, new key) of every user whose key changes."""
+    return [
+        (uid, email, _key(email)) for uid, email, key in _candidates(bind) if _key(email) != key
     ]
 
 
@@ -98,8 +110,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    rows = bind.execute(sa.select(users.c.id, users.c.email, users.c.email_key)).all()
-    for uid, email, key in rows:
+    for uid, email, key in _candidates(bind):
         old = email.strip().lower()
         if old != key:
             bind.execute(sa.update(users).where(users.c.id == uid).values(email_key=old))

@@ -321,3 +321,12 @@ def test_delete(api: TestClient, db: Engine) -> None:
     assert fetch_user(db, user_id) is None
     assert actions(db) == ["user.delete"]
     problem(api.delete(f"/api/v1/users/{user_id}"), 404)
+
+
+def test_a_patch_keeps_a_name_stored_before_a_rule(api: TestClient, db: Engine) -> None:
+    """PATCH checks the fields it merges with the stored ones: a stored name that a later
+    rule refuses (a direction control) does not make every other change a 422."""
+    user_id = insert_user(db, last_name="Ada\u202bLovelace")
+    response = api.patch(f"/api/v1/users/{user_id}", json={"is_active": False, "version": 1})
+    assert response.status_code == 200, response.text
+    assert fetch_user(db, user_id).is_active is False

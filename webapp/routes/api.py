@@ -7,6 +7,7 @@ is refused, allowed and audited exactly as the same change made in the console.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -119,9 +120,11 @@ def _rail(rail: SafetyRailError) -> ApiProblem:
     return ApiProblem(409, str(rail), kind=problems.SAFETY_RAIL)
 
 
-def _validated(model: type[FormT], values: dict[str, Any]) -> FormT:
+def _validated(
+    model: type[FormT], values: dict[str, Any], kept: Mapping[str, str] | None = None
+) -> FormT:
     """The console's form rules, applied to the API's values; 422 by field if they fail."""
-    data, errors = parse_form(model, values)
+    data, errors = parse_form(model, values, kept)
     if data is None:
         raise ApiProblem(
             422,
@@ -253,7 +256,7 @@ async def _update(
     values: dict[str, Any],
     version: int | None,
 ) -> Any:
-    data = _validated(UserFields, values)
+    data = _validated(UserFields, values, kept=crud.stored_names(user))
     expected = _precondition(request, user, version, required=True)
     if_match = request.headers.get("if-match") is not None
     try:

@@ -76,7 +76,7 @@ async def login(
             f"{'s' if minutes != 1 else ''}.",
             status_code=429,
         )
-    user = await crud.get_user_by_email(session, email) if email and email in typed else None
+    user = await crud.get_user_by_email(session, email) if email and "\x00" not in typed else None
     # Release the connection while bcrypt works; verify against a dummy hash for unknown
     # emails, so a miss takes as long as a hit.
     await session.commit()
@@ -107,7 +107,7 @@ async def _signed_in(
     next_url: str,
 ) -> Response:
     if hasher.needs_update(user.password_hash):
-        await crud.rehash_password(session, user, await hasher.hash(password))
+        await crud.rehash_password(session, user, await hasher.rehash(password, user.password_hash))
     await auth.reset_failures(session, account_key)
     audit.record(session, Actor.of(user, auth.client_address(request)), "auth.sign_in", target=user)
     auth.sign_in(request, user)

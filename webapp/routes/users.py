@@ -168,7 +168,7 @@ async def update_user(
         return not_found(request, "This user was deleted, so your changes could not be saved.")
     form = await read_form(request)
     values = form_values(form)
-    data, errors = parse_form(UserUpdate, form)
+    data, errors = parse_form(UserUpdate, form, kept=crud.stored_names(user))
     if data is None:
         return _edit_page(request, user, values=values, errors=errors, status_code=422)
     try:
