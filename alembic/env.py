@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy import pool
@@ -38,7 +39,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    url = _url()
+    # Named in pg_stat_activity as every connection of the console's is.
+    named = {"application_name": f"webapp:{os.getpid()}"} if url.startswith("postgresql") else {}
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=named)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

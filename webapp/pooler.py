@@ -12,6 +12,7 @@ that would carry ``statement_timeout`` (see ``webapp.db.make_engine``).
 from __future__ import annotations
 
 import logging
+import os
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
@@ -32,7 +33,11 @@ async def detect(database_url: str) -> bool | None:
         database_url,
         poolclass=NullPool,
         # Nothing a pooler refuses: no start-up options, no prepared statements.
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "prepare_threshold": None},
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "prepare_threshold": None,
+            "application_name": f"webapp:{os.getpid()}",  # as every connection of ours
+        },
     )
     try:
         async with engine.connect() as conn:
