@@ -167,6 +167,12 @@ def test_a_cursor_that_is_not_ours_starts_over(client: TestClient, db: Engine) -
         response = client.get("/users", params={"admin": "no", "sort": sort, "cursor": hostile})
         assert response.status_code == 200, hostile
         assert len(names(response.text, ids)) == 50
+    # It says so, and its links and address are the first page's, not the bad cursor's.
+    restarted = client.get("/users?admin=no&cursor=garbage", headers=HTMX)
+    assert "this is the first page" in restarted.text
+    assert "garbage" not in restarted.text
+    assert restarted.headers["HX-Push-Url"] == "/users?admin=no"
+    assert "this is the first page" not in client.get("/users?admin=no").text
 
 
 def test_large_results_are_estimated_and_counted_on_demand(

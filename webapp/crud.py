@@ -217,6 +217,9 @@ class UserList:
     count: Count
     # With a rider: its row, or None when it found none.
     ridden: tuple[Any, ...] | None = None
+    # The cursor was not one of ours (hand-edited, out of date, another sort's): the page
+    # is the first one.
+    restarted: bool = False
 
 
 class _Read(NamedTuple):
@@ -224,6 +227,7 @@ class _Read(NamedTuple):
     extras: tuple[Any, ...]  # the columns past the rows' own: a count, an estimate
     ridden: tuple[Any, ...] | None  # the rider's row (None: none found, or no rider)
     estimate: int | None = None  # a search's matches, by the planner (when it was asked)
+    restarted: bool = False  # the cursor was not one of ours: the first page instead
 
 
 async def list_users(
@@ -241,13 +245,13 @@ async def list_users(
         read = await _read_page(session, query, cursor, per_page, rider, search=True)
         sizes = read.extras
         if sizes and sizes[0] <= MATCHES_FIRST_UP_TO:
-            return UserList(read.page, Count(int(sizes[0]), True), read.ridden)
+            return UserList(read.page, Count(int(sizes[0]), True), read.ridden, read.restarted)
         # Not all read (a walk, too many, or none on this page): counted, or estimated. An
         # empty page is counted, whatever the planner expected.
         found = int(sizes[0]) if sizes else len(read.page.items)
         estimate = read.estimate if read.page.items else None
         count = await _count_matching(session, query, found, estimate)
-        return UserList(read.page, count, read.ridden)
+        return UserList(read.page, count, read.ridden, read.restarted)
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not query.is_filtered and not query.exact_count:
         # The whole list on PostgreSQL: its size (the table's statistics, and a bounded
@@ -255,13 +259,14 @@ async def list_users(
         # statement.
         read = await _read_page(session, query, cursor, per_page, rider, sized=True)
         sized = table_count(*read.extras) if read.extras else None
-        return UserList(read.page, sized or await count_table(session, USERS), read.ridden)
+        count = sized or await count_table(session, USERS)
+        return UserList(read.page, count, read.ridden, read.restarted)
     if query.is_filtered:
         count = await _count_matching(session, query, 0, None)
     else:
         count = await count_table(session, USERS, exact=query.exact_count)
     read = await _read_page(session, query, cursor, per_page, rider)
-    return UserList(read.page, count, read.ridden)
+    return UserList(read.page, count, read.ridden, read.restarted)
 
 
 @functools.lru_cache(maxsize=256)
@@ -338,7 +343,8 @@ async def _read_page(
     try:
         return await _keyset_page(session, query, cursor, limit, sized, search, rider)
     except CursorError:
-        return await _keyset_page(session, query, None, limit, sized, search, rider)
+        read = await _keyset_page(session, query, None, limit, sized, search, rider)
+        return read._replace(restarted=True)
 
 
 # Keyset paging: each sort's columns, ending in the unique id so that ties never reorder.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -61,11 +62,19 @@ async def _list_page(
 
 
 def _render_list(request: Request, query: UserListQuery, listing: crud.UserList) -> Response:
+    if listing.restarted:  # the first page is shown: its links say so
+        query = replace(query, cursor="")
     links = ListLinks.of(_list_path(request), query, listing.page)
     return render(
         request,
         "users/list.html",
-        {"page": listing.page, "count": listing.count, "query": query, "links": links},
+        {
+            "page": listing.page,
+            "count": listing.count,
+            "query": query,
+            "links": links,
+            "restarted": listing.restarted,
+        },
         fragment="users/_table.html",
     )
 
