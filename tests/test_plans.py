@@ -14,6 +14,7 @@ from tests.factories import insert_user, make_settings
 from webapp import auth, crud, search_estimate
 from webapp.db import make_engine
 from webapp.listing import UserListQuery
+from webapp.search_estimate import SEARCH_INDEX
 
 pytestmark = pytest.mark.postgres
 
@@ -22,8 +23,16 @@ ROWS = 30_000
 
 @pytest.fixture
 def many_users(db: Engine) -> Iterator[None]:
-    """Enough varied rows for the planner to choose as it would on a big table."""
+    """Enough varied rows for the planner to choose as it would on a big table. Loaded as
+    ``webapp seed`` loads: the search index's pending list lifted meanwhile and merged at
+    the end (one statement's 30,000 rows took 6.6 s through a 64 kB list, 1.4 s so)."""
     with db.begin() as conn:
+        kept = conn.execute(
+            text("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:index)"),
+            {"index": SEARCH_INDEX},
+        ).scalar_one()
+        limit = next((o for o in kept or () if o.startswith("gin_pending_list_limit=")), None)
+        conn.execute(text(f"ALTER INDEX {SEARCH_INDEX} SET (gin_pending_list_limit = 4096)"))
         conn.execute(
             text(
                 "INSERT INTO users (first_name, last_name, email, email_key, password_hash,"
@@ -34,6 +43,11 @@ def many_users(db: Engine) -> Iterator[None]:
             ),
             {"rows": ROWS},
         )
+        conn.execute(
+            text("SELECT gin_clean_pending_list(to_regclass(:index))"), {"index": SEARCH_INDEX}
+        )
+        restore = f"SET ({limit})" if limit else "RESET (gin_pending_list_limit)"
+        conn.execute(text(f"ALTER INDEX {SEARCH_INDEX} {restore}"))
         conn.execute(text("ANALYZE users"))
     yield
 
