@@ -491,6 +491,9 @@ def test_the_navigation_marks_the_section_and_follows_a_root_path(
                 assert current == [root_path + section], (root_path, page, current)
                 assert f'href="{root_path}/static/app.css"' in html
                 assert f'action="{root_path}/logout"' in html
+            # The address a search puts in the bar: short (defaults left out), under the root.
+            searched = client.get("/users?q=ada&sort=name&active=&admin=", headers=HTMX)
+            assert searched.headers["HX-Push-Url"] == f"{root_path}/users?q=ada"
 
 
 def test_the_section_is_found_whether_the_server_gives_the_root_path_or_not() -> None:

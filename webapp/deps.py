@@ -6,7 +6,7 @@ dependency in a worker thread, a hop that costs more than the function itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
@@ -150,8 +150,6 @@ async def require_admin_with_user_list(request: Request, session: SessionDep) ->
     query = UserListQuery.from_params(request.query_params)
     listing = await crud.list_users(session, query, settings.per_page, rider)
     admin = await _admit(request, session, user_id, auth.account_of(listing.ridden))
-    if listing.restarted:  # the page shown is the first: its links and address say so
-        query = replace(query, cursor="")
     return AdminUserList(admin, query, listing)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -61,11 +61,15 @@ async def _list_page(
     return _render_list(request, query, await crud.list_users(session, query, settings.per_page))
 
 
-def _render_list(request: Request, query: UserListQuery, listing: crud.UserList) -> Response:
-    if listing.restarted:  # the first page is shown: its links say so
+def _render_list(
+    request: Request, query: UserListQuery, listing: crud.UserList, *, push_url: bool = False
+) -> Response:
+    """The list, or its table for htmx; with ``push_url``, the table's answer puts the list's
+    short, canonical address in the bar (the search form sends every field, defaults too)."""
+    if listing.restarted:  # the first page is shown: its links and address say so
         query = replace(query, cursor="")
     links = ListLinks.of(_list_path(request), query, listing.page)
-    return render(
+    response = render(
         request,
         "users/list.html",
         {
@@ -77,6 +81,9 @@ def _render_list(request: Request, query: UserListQuery, listing: crud.UserList)
         },
         fragment="users/_table.html",
     )
+    if push_url and htmx.wants_fragment(request):
+        htmx.push_url(response, links.here)
+    return response
 
 
 def _list_path(request: Request) -> str:
@@ -90,13 +97,7 @@ async def home(request: Request) -> RedirectResponse:
 
 @list_router.get("/users", name="list_users")
 async def list_users(request: Request, listed: AdminUserListDep) -> Response:
-    query = listed.query
-    response = _render_list(request, query, listed.listing)
-    if htmx.wants_fragment(request):
-        # The search form sends every field, defaults too; show the short, canonical address.
-        params = query.params()
-        htmx.push_url(response, request.url.path + (f"?{urlencode(params)}" if params else ""))
-    return response
+    return _render_list(request, listed.query, listed.listing, push_url=True)
 
 
 @router.get("/users/new", name="new_user")
