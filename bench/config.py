@@ -13,6 +13,9 @@ FULL_SIZES = (100_000, 1_000_000)
 # from outside the server (its core is shared with the machine's other services) holds up
 # all 32 requests in flight and moved it by a quarter. Over 30 s it rests on 135.
 FULL_DURATION = 30.0
+# A console read and the floor's page 1 are measured in turns of about this long
+# (bench.run.Bench.measure_in_turns): 6 turns each in a full run.
+TURN_SECONDS = 5.0
 MIN_CREATE_DURATION = 10.0
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.config import BENCH_DIR, BenchError
@@ -25,6 +27,8 @@ class Result:
     p99_ms: float
     errors: int  # socket errors, timeouts, and answers with another status than expected
     error_detail: str = ""  # e.g. "timeout 3, status 303: 12"
+    # Each latency wrk recorded (µs) and how many responses took it, ascending.
+    latencies: tuple[tuple[int, int], ...] = ()
 
     @property
     def rps(self) -> float:
@@ -33,6 +37,38 @@ class Result:
     @property
     def kb_per_response(self) -> float:
         return self.bytes / self.requests / 1024 if self.requests else 0.0
+
+
+def percentile(latencies: Sequence[tuple[int, int]], p: float) -> float:
+    """The latency (µs) below which ``p`` % of the responses came, ranked as wrk ranks."""
+    total = sum(count for _, count in latencies)
+    rank = min(total, math.floor(p / 100 * total) + 1)  # wrk: round(p/100 * count + 0.5)
+    seen = 0
+    for value, count in latencies:
+        seen += count
+        if seen >= rank:
+            return float(value)
+    return 0.0
+
+
+def combined(results: Sequence[Result]) -> Result:
+    """Runs taken in turns, as one run: their requests over their time, their percentiles
+    over all their latencies."""
+    latencies: Counter[int] = Counter()
+    for result in results:
+        for value, count in result.latencies:
+            latencies[value] += count
+    merged = tuple(sorted(latencies.items()))
+    return Result(
+        requests=sum(r.requests for r in results),
+        seconds=sum(r.seconds for r in results),
+        bytes=sum(r.bytes for r in results),
+        p50_ms=percentile(merged, 50) / 1000,
+        p99_ms=percentile(merged, 99) / 1000,
+        errors=sum(r.errors for r in results),
+        error_detail="; ".join(r.error_detail for r in results if r.error_detail),
+        latencies=merged,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +133,7 @@ def finish(proc: subprocess.Popen[str]) -> Result:
         # "unexpected" already holds every 4xx and 5xx that wrk counts as "status".
         errors=socket_errors + raw["unexpected"],
         error_detail=", ".join(detail),
+        latencies=tuple((int(value), int(count)) for value, count in raw["latencies"]),
     )
 
 

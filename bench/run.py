@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from bench import client, load, report, scenarios, servers
 from bench.client import SignedIn
 from bench.cluster import Cluster, running_cluster
-from bench.config import BenchConfig, BenchError
+from bench.config import TURN_SECONDS, BenchConfig, BenchError
 from bench.load import Load, Result
 from bench.report import Row
 
@@ -157,6 +157,27 @@ class Bench:
         load.finish(self.start_load(target, self.cfg.warmup, conns))
         return load.finish(self.start_load(target, seconds or self.cfg.duration, conns))
 
+    def measure_in_turns(self, console: Load, floor: Load) -> tuple[Result, Result]:
+        """A console page and the floor's page 1, each warmed up, then measured in turns of
+        about TURN_SECONDS (console, floor, floor, console, console, ...) for the run's
+        duration each, every app's turns summed into one result. This machine drifts by a
+        third within minutes (the floor's page 1 has gone from 580 to 370 req/s and back):
+        taken in short turns, in an order that undoes a steady drift, both meet it alike,
+        and their ratio is that of the two apps, not of two minutes."""
+        conns, cfg = self.cfg.connections, self.cfg
+        for target in (console, floor):
+            load.finish(self.start_load(target, cfg.warmup, conns))
+        turns = max(1, round(cfg.duration / TURN_SECONDS))
+        taken: tuple[list[Result], list[Result]] = ([], [])
+        for turn in range(turns):
+            order = (0, 1) if turn % 2 == 0 else (1, 0)
+            for which in order:
+                target = (console, floor)[which]
+                taken[which].append(
+                    load.finish(self.start_load(target, cfg.duration / turns, conns))
+                )
+        return load.combined(taken[0]), load.combined(taken[1])
+
     def page_load(self, base: str, page: scenarios.Page, cookie: str = "") -> Load:
         page.check(base, cookie)
         return Load(base + page.path, env={"BENCH_COOKIE": cookie})
@@ -200,21 +221,20 @@ class Bench:
 
     def run_size(self) -> None:
         users, cfg = self.seeded, self.cfg
-        # Both servers up (each idle while the other is loaded), the floor's page 1 measured
-        # before every console read and once after the last: this machine drifts by a
-        # quarter within minutes, so each console figure is set against the floor runs just
-        # before and after it, the better of the two, so drift never flatters the console.
+        # Both servers up (each idle while the other is loaded); every console read is
+        # measured in turns with the floor's page 1, and set against it.
         with self.floor() as floor_base, self.console() as base:
             cookie = self.session.cookie
             floor_page = self.page_load(floor_base, scenarios.floor_page())
-            self.add(Row(users, "floor", "page 1", self.measure(floor_page)))
             reads = scenarios.console_reads(
                 self.cluster.dsn, users, cfg.search, cfg.person_search, cfg.domain_search
             )
             for page in reads:
-                result = self.measure(self.page_load(base, page, cookie))
-                self.add(Row(users, "console", page.name, result, target=page.target))
-                self.add(Row(users, "floor", "page 1, again", self.measure(floor_page)))
+                console, floor = self.measure_in_turns(
+                    self.page_load(base, page, cookie), floor_page
+                )
+                self.add(Row(users, "console", page.name, console, target=page.target, floor=floor))
+                self.add(Row(users, "floor", "page 1, in turns with it", floor))
         with self.console() as base:
             creates, nonce = self.create_load(base)
             result = self.measure(creates, cfg.create_connections, cfg.create_duration)

@@ -40,12 +40,21 @@ function done(summary, latency, requests)
   for status, count in pairs(by_status) do
     table.insert(parts, string.format('"%d": %d', status, count))
   end
+  -- Every latency recorded (µs) and how many responses took it, so that runs taken in
+  -- turns are summed into one (bench/load.py). wrk hands them out one at a time, each call
+  -- walking its table from the start: a fraction of a second for a few thousand values.
+  local latencies = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    table.insert(latencies, string.format("[%d, %d]", value, count))
+  end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests": %d, "duration_us": %d, "bytes": %d, "p50_us": %.0f, '
       .. '"p99_us": %.0f, "max_us": %.0f, "connect": %d, "read": %d, "write": %d, '
-      .. '"timeout": %d, "status": %d, "unexpected": %d, "by_status": {%s}}\n',
+      .. '"timeout": %d, "status": %d, "unexpected": %d, "by_status": {%s}, '
+      .. '"latencies": [%s]}\n',
     summary.requests, summary.duration, summary.bytes, latency:percentile(50),
     latency:percentile(99), latency.max, e.connect, e.read, e.write, e.timeout, e.status, bad,
-    table.concat(parts, ", ")))
+    table.concat(parts, ", "), table.concat(latencies, ", ")))
 end
