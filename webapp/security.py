@@ -54,8 +54,11 @@ class PasswordHasher:
         return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
 
     async def hash(self, password: str) -> str:
+        return await self._hash(self.context, password)
+
+    async def _hash(self, context: CryptContext, password: str) -> str:
         check_length(password)
-        return str(await self._run(self.context.hash, password))
+        return str(await self._run(context.hash, password))
 
     async def verify(self, password: str, password_hash: str) -> bool:
         """Whether ``password`` is the one ``password_hash`` was made from. A password no
@@ -85,11 +88,10 @@ class PasswordHasher:
         its strength kept)."""
         cost = _BCRYPT_COST.match(password_hash)
         rounds = max(self.rounds, int(cost.group(2)) if cost else 0)
-        if rounds == self.rounds:
-            return await self.hash(password)
-        check_length(password)
-        stronger = self.context.copy(bcrypt__rounds=rounds)
-        return str(await self._run(stronger.hash, password))
+        context = (
+            self.context if rounds == self.rounds else self.context.copy(bcrypt__rounds=rounds)
+        )
+        return await self._hash(context, password)
 
 
 def _noise(length: int) -> str:
